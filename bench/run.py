@@ -1,0 +1,221 @@
+"""pgbench -S against direct Postgres, pgbouncer (session mode) and the gateway, in one run.
+
+Writes bench/RESULTS.md with tps and ratios to direct. Usage:
+
+    .venv/bin/python bench/run.py [--seconds 10] [--scale 10] [--out bench/RESULTS.md]
+
+Everything runs on this machine: one Postgres, pgbench as the load generator,
+so the ratios (not the absolute tps) are what carries over between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from enforcer.config import load_config  # noqa: E402
+from enforcer.identity.gateway_tokens import GatewayTokens, generate_key  # noqa: E402
+from enforcer.localpg import LocalPostgres, free_port  # noqa: E402
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def pgbench(env: dict[str, str], clients: int, mode: str, seconds: int) -> tuple[float, str]:
+    cmd = [
+        "pgbench",
+        "-n",
+        "-S",
+        "-M",
+        mode,
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, 2)),
+        "-T",
+        str(seconds),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds * 5 + 60)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr}")
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res.stdout)
+    if not m:
+        raise RuntimeError(f"no tps in pgbench output:\n{res.stdout}")
+    return float(m.group(1)), " ".join(cmd)
+
+
+def start_pgbouncer(work: Path, pg: LocalPostgres, app_password: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    ini = work / "pgbouncer.ini"
+    ini.write_text(
+        "[databases]\n"
+        f"demo = host=127.0.0.1 port={pg.port} dbname=demo user=app password={app_password}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\n"
+        "auth_type = any\npool_mode = session\nmax_client_conn = 100\ndefault_pool_size = 20\n"
+        f"unix_socket_dir =\nlogfile = {work / 'pgbouncer.log'}\n"
+    )
+    for p in (ini,):
+        os.chmod(p, 0o644)
+    cmd = ["pgbouncer", str(ini)]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def start_gateway(
+    work: Path, pg: LocalPostgres, pwfile: Path, workers: int
+) -> tuple[subprocess.Popen[bytes], int, GatewayTokens]:
+    port = free_port()
+    key = work / "token.key"
+    if not key.exists():
+        generate_key(key)
+    cfg = {
+        "listener": {"host": "127.0.0.1", "port": port, "insecure_loopback_dev": True},
+        "gateway_tokens": {"signing_key_file": str(key), "max_ttl": "1h"},
+        "connections": {
+            "demo": {
+                "host": "127.0.0.1",
+                "port": pg.port,
+                "database": "demo",
+                "user": "app",
+                "password_file": str(pwfile),
+            }
+        },
+        "logging": {"level": "warning"},
+    }
+    path = work / f"gateway-w{workers}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "enforcer.cli", "run", "--config", str(path), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    wait_port(port)
+    time.sleep(0.5 * workers)
+    return proc, port, GatewayTokens(load_config(path).gateway_tokens)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="pgwarden-bench-", dir="/tmp"))
+    os.chmod(work, 0o755)
+    pg = LocalPostgres(work / "pg", free_port())
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pg.init()
+        pg.start()
+        app_password = secrets.token_urlsafe(18)
+        pg.psql(f"CREATE ROLE app LOGIN PASSWORD '{app_password}'; CREATE DATABASE demo OWNER app;")
+        pwfile = work / "app.password"
+        pwfile.write_text(app_password)
+        base = {**os.environ, "PGHOST": "127.0.0.1", "PGDATABASE": "demo", "PGSSLMODE": "disable"}
+        direct = {**base, "PGPORT": str(pg.port), "PGUSER": "app", "PGPASSWORD": app_password}
+        subprocess.run(
+            ["pgbench", "-i", "-q", "-s", str(args.scale)], env=direct, check=True, capture_output=True
+        )
+
+        targets: dict[str, dict[str, str]] = {"direct": direct}
+        if shutil.which("pgbouncer"):
+            bouncer, bport = start_pgbouncer(work, pg, app_password)
+            procs.append(bouncer)
+            targets["pgbouncer (session)"] = {
+                **base,
+                "PGPORT": str(bport),
+                "PGUSER": "app",
+                "PGPASSWORD": "x",
+            }
+        for workers in (1, 2):
+            gw, gport, tokens = start_gateway(work, pg, pwfile, workers)
+            procs.append(gw)
+            token = tokens.issue("bench", ["agents"], 3600)
+            targets[f"pgwarden (workers={workers})"] = {
+                **base,
+                "PGPORT": str(gport),
+                "PGUSER": "bench",
+                "PGPASSWORD": token,
+            }
+
+        rows = []
+        commands = set()
+        for clients in (1, 4):
+            for mode in ("simple", "prepared"):
+                tps_direct = None
+                for name, env in targets.items():
+                    tps, cmd = pgbench(env, clients, mode, args.seconds)
+                    commands.add(cmd)
+                    if name == "direct":
+                        tps_direct = tps
+                    assert tps_direct
+                    rows.append((clients, mode, name, tps, tps / tps_direct))
+                    print(
+                        f"c={clients} {mode:8} {name:22} {tps:10.1f} tps  {tps / tps_direct:.2f}x", flush=True
+                    )
+        write_results(args, rows, sorted(commands))
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        pg.stop("immediate")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_results(
+    args: argparse.Namespace, rows: list[tuple[int, str, str, float, float]], commands: list[str]
+) -> None:
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `.venv/bin/python bench/run.py --seconds {args.seconds} --scale {args.scale}` on "
+        f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores, {cpu}, "
+        f"Python {platform.python_version()}).",
+        "Postgres, pgbench, pgbouncer and the gateway share the machine: compare the ratios, "
+        "not absolute tps.",
+        "The gateway runs its bare proxy gate (allow-all, issue 2 stage) on a plaintext loopback listener,",
+        "like direct and pgbouncer; pgbouncer runs in session mode with auth_type=any.",
+        "",
+        "| clients | mode | target | tps | ratio to direct |",
+        "|---:|---|---|---:|---:|",
+    ]
+    for clients, mode, name, tps, ratio in rows:
+        lines.append(f"| {clients} | {mode} | {name} | {tps:.0f} | {ratio:.2f} |")
+    lines += ["", "pgbench commands (environment selects the target):", ""]
+    lines += [f"    {c}" for c in commands]
+    lines.append("")
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The `pgwarden` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from enforcer.config import Config, ConfigError, load_config, parse_duration
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="pgwarden: a policy-as-code gateway for Postgres."
+)
+token_app = typer.Typer(no_args_is_help=True, help="Mint and manage gateway tokens.")
+cert_app = typer.Typer(no_args_is_help=True, help="TLS certificates for development.")
+config_app = typer.Typer(no_args_is_help=True, help="Validate configuration files.")
+app.add_typer(token_app, name="token")
+app.add_typer(cert_app, name="cert")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", envvar="PGWARDEN_CONFIG", help="The gateway's YAML configuration.")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"pgwarden: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _run_gateway(
+    config: Config, *, worker_index: int = 0, worker_count: int = 1, run_dir: Path | None = None
+) -> None:
+    import uvloop
+
+    from enforcer import logs
+    from enforcer.identity.gateway_tokens import GatewayTokens
+    from enforcer.proxy.server import Gateway
+
+    logs.configure(config.logging.level, config.logging.format)
+    try:
+        tokens = GatewayTokens(config.gateway_tokens)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    gateway = Gateway(
+        config,
+        tokens,
+        worker_index=worker_index,
+        worker_count=worker_count,
+        run_dir=run_dir,
+        reuse_port=worker_count > 1,
+    )
+    try:
+        uvloop.run(gateway.serve_forever())
+    except OSError as exc:
+        raise _fail(
+            f"cannot listen on {config.listener.host}:{config.listener.port}: {exc.strerror}"
+        ) from None
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes sharing the port (SO_REUSEPORT).")
+    ] = 1,
+) -> None:
+    """Run the gateway."""
+    cfg = _load(config)
+    env_index = os.environ.get("PGWARDEN_WORKER_INDEX")
+    if env_index is not None:
+        _run_gateway(
+            cfg,
+            worker_index=int(env_index),
+            worker_count=int(os.environ["PGWARDEN_WORKER_COUNT"]),
+            run_dir=Path(os.environ["PGWARDEN_RUN_DIR"]),
+        )
+        return
+    if workers == 1:
+        _run_gateway(cfg)
+        return
+    _supervise(config, workers)
+
+
+def _supervise(config: Path, workers: int) -> None:
+    """Start N worker processes on one port and forward SIGTERM/SIGINT to them."""
+    from enforcer.proxy.server import worker_environment
+
+    run_dir = Path(tempfile.mkdtemp(prefix="pgwarden-run-"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "enforcer.cli", "run", "--config", str(config)],
+            env=worker_environment(run_dir, i, workers),
+        )
+        for i in range(workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [p.wait() for p in procs]
+    bad = [c for c in codes if c not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where the demo keeps its cluster, keys and config.")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 6432,
+    subject: Annotated[str, typer.Option(help="Identity of the demo token.")] = "demo-agent",
+) -> None:
+    """Start a local Postgres with demo data and the gateway in front of it (the embedded default)."""
+    from enforcer.demo import default_demo_dir, prepare_demo
+    from enforcer.identity.gateway_tokens import GatewayTokens
+    from enforcer.localpg import LocalPostgresError
+
+    root = directory or default_demo_dir()
+    typer.echo(f"pgwarden demo: setting up in {root} (first run takes a few seconds) ...")
+    try:
+        setup = prepare_demo(root, gateway_port=port)
+    except LocalPostgresError as exc:
+        raise _fail(str(exc)) from None
+    cfg = _load(setup.config_path)
+    token = GatewayTokens(cfg.gateway_tokens).issue(subject, ["agents"], parse_duration("12h", "ttl"))
+    token_file = setup.root / "demo.token"
+    token_file.write_text(token + "\n")
+    os.chmod(token_file, 0o600)
+    typer.echo(
+        "\nThe gateway is starting. In another terminal, connect through it with:\n\n"
+        f'  PGPASSWORD="$(cat {token_file})" psql "host=127.0.0.1 port={port} dbname=demo '
+        f'user={subject} sslmode=require"\n\n'
+        f"Postgres (demo data) listens on 127.0.0.1:{setup.pg.port}; configuration: {setup.config_path}\n"
+        "Stop with Ctrl-C (Postgres is stopped too).\n"
+    )
+    try:
+        _run_gateway(cfg)
+    finally:
+        setup.pg.stop()
+
+
+@token_app.command("issue")
+def token_issue(
+    config: ConfigOpt,
+    subject: Annotated[str, typer.Option(help="The identity (the client connects with user=<subject>).")],
+    groups: Annotated[str, typer.Option(help="Comma-separated groups.")] = "",
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 15m (at most gateway_tokens.max_ttl).")] = "15m",
+) -> None:
+    """Mint a short-lived gateway token and print it."""
+    from enforcer.identity.gateway_tokens import GatewayTokens
+
+    cfg = _load(config)
+    try:
+        seconds = parse_duration(ttl, "--ttl")
+        tok = GatewayTokens(cfg.gateway_tokens).issue(
+            subject, [g.strip() for g in groups.split(",") if g.strip()], seconds
+        )
+    except (ValueError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(tok)
+
+
+@token_app.command("keygen")
+def token_keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the Ed25519 private key.")],
+) -> None:
+    """Write a new token signing key (Ed25519, PEM, mode 0600)."""
+    from enforcer.identity.gateway_tokens import generate_key
+
+    if path.exists():
+        raise _fail(f"{path} exists; remove it first (rotating the key invalidates every token)")
+    generate_key(path)
+    typer.echo(f"wrote {path}")
+
+
+@cert_app.command("dev")
+def cert_dev(
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Directory for server.crt and server.key.")
+    ] = Path("tls"),
+    host: Annotated[list[str] | None, typer.Option(help="Host names / IPs for the certificate.")] = None,
+    days: Annotated[int, typer.Option(min=1, max=825)] = 30,
+) -> None:
+    """Write a self-signed certificate for a development listener."""
+    from enforcer.proxy.tls import write_dev_certificate
+
+    cert, key = out_dir / "server.crt", out_dir / "server.key"
+    write_dev_certificate(cert, key, host or ["localhost", "127.0.0.1", "::1"], days)
+    typer.echo(f"wrote {cert} and {key} (self-signed, {days} days; for development only)")
+
+
+@config_app.command("check")
+def config_check(config: Annotated[Path, typer.Argument(help="The YAML file to validate.")]) -> None:
+    """Validate a configuration file and report the first problem."""
+    cfg = _load(config)
+    typer.echo(f"{config}: ok ({len(cfg.connections)} connection(s): {', '.join(sorted(cfg.connections))})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

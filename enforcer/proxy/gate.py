@@ -1,0 +1,78 @@
+"""Interception points of the data path: the statement gate and result transformers.
+
+Owns: the contract between the session (which moves bytes) and whatever decides
+about statements (the policy layer, later issues). Every frontend message that
+can execute SQL (Query, Parse, Bind, Execute) passes through exactly one
+:meth:`StatementGate.decide` call before anything of it is forwarded.
+Never: performs I/O itself; a gate that needs I/O returns an awaitable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from enforcer.identity import Identity
+from enforcer.wire import Bind, ErrorResponse, Execute, Parse, Query
+
+SQLMessage = Query | Parse | Bind | Execute
+
+
+@dataclass
+class SessionContext:
+    """What a gate may know about the session a message belongs to (read-only for gates)."""
+
+    session_id: str
+    identity: Identity
+    connection: str
+    database: str
+    client_addr: str
+    tls: bool
+    application_name: str = ""
+    transaction_status: str = "I"
+    parameters: dict[str, str] = field(default_factory=dict)
+    startup_parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+class ResultTransformer(Protocol):
+    """Rewrites the upstream messages answering one statement before the client sees them.
+
+    ``transform`` receives one backend frame (type byte, payload) and returns the
+    frames to send instead (possibly none, possibly the same one).
+    """
+
+    def transform(self, type_byte: int, payload: bytes) -> list[tuple[int, bytes]]: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the session must do with one message.
+
+    ``refusal`` set: the message is not forwarded; the client receives this
+    error in its proper place in the response stream, and Postgres's own
+    error semantics apply (a transaction block is aborted, an extended-protocol
+    batch is skipped until Sync).
+    """
+
+    refusal: ErrorResponse | None = None
+    transformer: ResultTransformer | None = None
+    notices: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+ALLOW = Verdict()
+
+
+class StatementGate(Protocol):
+    def decide(self, ctx: SessionContext, message: SQLMessage) -> Verdict | Awaitable[Verdict]: ...
+
+
+class AllowAllGate:
+    """The gate of the bare proxy: forwards everything (replaced by the policy gate)."""
+
+    def decide(self, ctx: SessionContext, message: SQLMessage) -> Verdict:
+        return ALLOW

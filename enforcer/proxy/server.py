@@ -1,0 +1,229 @@
+"""The listener: accepts clients, bounds their number, routes cancels, shuts down gracefully.
+
+Owns: listening sockets, the set of live sessions, cancel routing between
+worker processes, and the drain on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+from pathlib import Path
+
+from enforcer.config import Config
+from enforcer.identity import Authenticator
+from enforcer.proxy.cancel import CancelRegistry
+from enforcer.proxy.gate import AllowAllGate, StatementGate
+from enforcer.proxy.session import ClientSession
+from enforcer.proxy.tls import server_context
+from enforcer.proxy.upstream import send_cancel
+from enforcer.wire import CancelRequest, ProtocolError, decode_untyped, untyped_length
+
+log = logging.getLogger("pgwarden.server")
+
+#: Connections still negotiating TLS/startup beyond max_clients are tolerated up to this many,
+#: so that refused clients get a readable 53300 instead of a reset.
+_NEGOTIATION_HEADROOM = 64
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        authenticator: Authenticator,
+        gate: StatementGate | None = None,
+        *,
+        worker_index: int = 0,
+        worker_count: int = 1,
+        run_dir: Path | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.gate: StatementGate = gate or AllowAllGate()
+        self.cancels = CancelRegistry(worker_index)
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+        self.run_dir = run_dir
+        self.reuse_port = reuse_port
+        self.server_ssl: ssl.SSLContext | None = (
+            server_context(config.listener.tls) if config.listener.tls is not None else None
+        )
+        self.sessions: set[asyncio.Task[None]] = set()
+        #: Sessions past startup, bounded by listener.max_clients (see ClientSession.admit).
+        self.admitted = 0
+        self._sockets: list[socket.socket] = []
+        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._cancel_server: asyncio.AbstractServer | None = None
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.ports: list[int] = []
+
+    # ------------------------------------------------------------------ listening
+    def _bind(self) -> None:
+        lst = self.config.listener
+        infos = socket.getaddrinfo(lst.host, lst.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        seen = set()
+        for family, type_, proto, _, addr in infos:
+            if (family, addr) in seen:
+                continue
+            seen.add((family, addr))
+            sock = socket.socket(family, type_, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(512)
+            sock.setblocking(False)
+            self._sockets.append(sock)
+            self.ports.append(sock.getsockname()[1])
+
+    async def start(self) -> None:
+        self._bind()
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            self._accept_tasks.append(loop.create_task(self._accept_loop(sock)))
+        if self.run_dir is not None and self.worker_count > 1:
+            path = self.run_dir / f"cancel-{self.worker_index}.sock"
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self._cancel_server = await asyncio.start_unix_server(self._peer_cancel, path=str(path))
+        log.info(
+            "listening",
+            extra={
+                "event": "listening",
+                "fields": {
+                    "host": self.config.listener.host,
+                    "ports": self.ports,
+                    "tls": self.server_ssl is not None,
+                    "worker": self.worker_index,
+                },
+            },
+        )
+
+    async def _accept_loop(self, lsock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                conn, addr = await loop.sock_accept(lsock)
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("accept failed: %s", exc, extra={"event": "accept_failed"})
+                await asyncio.sleep(0.05)
+                continue
+            conn.setblocking(False)
+            if conn.family in (socket.AF_INET, socket.AF_INET6):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+            if len(self.sessions) >= self.config.listener.max_clients + _NEGOTIATION_HEADROOM:
+                # Far over the limit: do not even spend a TLS handshake on it.
+                conn.close()
+                log.warning(
+                    "too many connections", extra={"event": "too_many_clients", "fields": {"client": peer}}
+                )
+                continue
+            session = ClientSession(self, conn, peer)
+            task = loop.create_task(session.run(), name=f"session-{session.id}")
+            self.sessions.add(task)
+            task.add_done_callback(self._session_done)
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        self.sessions.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "session crashed",
+                exc_info=task.exception(),
+                extra={"event": "session_crashed"},
+            )
+
+    # ------------------------------------------------------------------ cancels
+    async def handle_cancel(self, msg: CancelRequest) -> None:
+        owner = CancelRegistry.owner_of(msg.process_id)
+        if owner != self.worker_index:
+            await self._forward_cancel(owner, msg)
+            return
+        target = self.cancels.lookup(msg.process_id, msg.secret_key)
+        if target is None:
+            log.info("cancel with unknown key dropped", extra={"event": "cancel_unknown_key"})
+            return
+        log.info(
+            "cancel forwarded", extra={"event": "cancel", "fields": {"connection": target.connection.name}}
+        )
+        await send_cancel(target.connection, target.process_id, target.secret_key)
+
+    async def _forward_cancel(self, owner: int, msg: CancelRequest) -> None:
+        if self.run_dir is None or owner >= self.worker_count:
+            log.info("cancel for unknown worker dropped", extra={"event": "cancel_unknown_key"})
+            return
+        try:
+            _, writer = await asyncio.open_unix_connection(str(self.run_dir / f"cancel-{owner}.sock"))
+            writer.write(msg.encode())
+            await writer.drain()
+            writer.close()
+        except OSError as exc:
+            log.warning(
+                "cancel hand-over to worker %d failed: %s", owner, exc, extra={"event": "cancel_failed"}
+            )
+
+    async def _peer_cancel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            length = untyped_length(await reader.readexactly(4))
+            msg = decode_untyped(await reader.readexactly(length - 4))
+            if (
+                isinstance(msg, CancelRequest)
+                and CancelRegistry.owner_of(msg.process_id) == self.worker_index
+            ):
+                await self.handle_cancel(msg)
+        except (ProtocolError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    # ------------------------------------------------------------------ shutdown
+    async def shutdown(self) -> None:
+        """Stop accepting, let sessions finish within shutdown_grace, then end the rest."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for t in self._accept_tasks:
+            t.cancel()
+        for s in self._sockets:
+            s.close()
+        if self._cancel_server is not None:
+            self._cancel_server.close()
+        grace = self.config.listener.shutdown_grace
+        log.info(
+            "draining",
+            extra={"event": "draining", "fields": {"sessions": len(self.sessions), "grace_s": grace}},
+        )
+        if self.sessions:
+            await asyncio.wait(set(self.sessions), timeout=grace or None)
+        for t in list(self.sessions):
+            t.cancel()
+        if self.sessions:
+            await asyncio.wait(set(self.sessions), timeout=5)
+        log.info("stopped", extra={"event": "stopped"})
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: loop.create_task(self.shutdown()))
+        await self._stopped.wait()
+
+
+def worker_environment(run_dir: Path, index: int, count: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PGWARDEN_RUN_DIR=str(run_dir), PGWARDEN_WORKER_INDEX=str(index), PGWARDEN_WORKER_COUNT=str(count)
+    )
+    return env
