@@ -76,7 +76,7 @@ def start_pgbouncer(work: Path, pg: LocalPostgres, app_password: str) -> tuple[s
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\n"
         "auth_type = any\npool_mode = session\nmax_client_conn = 100\ndefault_pool_size = 20\n"
-        f"unix_socket_dir =\nlogfile = {work / 'pgbouncer.log'}\n"
+        "unix_socket_dir =\n"
     )
     for p in (ini,):
         os.chmod(p, 0o644)

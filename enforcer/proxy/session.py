@@ -1,61 +1,44 @@
-"""One client session: startup, authentication, upstream connection and relay.
+"""One client session: negotiation, startup, authentication, upstream connection.
 
-Owns: the per-connection state machine around the wire codecs: TLS
-negotiation, startup validation, client authentication, the relay in both
-directions, refusals placed in order in the response stream, cancel keys,
-timeouts and termination.
-Never: forwards a SQL-carrying message that the gate has not allowed, or sends
-the upstream credential or upstream authentication errors to the client.
-
-Refusals keep Postgres's own semantics by construction: a refused message is
-replaced upstream by a statement that fails to parse and carries a unique
-marker; when upstream answers with that syntax error, the relay swaps it for
-the refusal. Ordering, transaction abort (25P02 afterwards) and skip-until-Sync
-are then exactly what Postgres does for any failed statement.
+Owns: the per-connection state machine up to an established session (TLS
+negotiation on the raw socket, startup validation, client authentication, the
+upstream connection, the cancel key), then hands both transports to the
+:class:`~enforcer.proxy.relay.Relay`, and cleans up when it ends.
+Never: sends the upstream credential or upstream authentication errors to the
+client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-import secrets
 import socket
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from enforcer.identity import AuthenticationFailed, Identity
 from enforcer.proxy.cancel import CancelTarget
-from enforcer.proxy.gate import ResultTransformer, SessionContext, Verdict
+from enforcer.proxy.gate import SessionContext
+from enforcer.proxy.relay import Relay
 from enforcer.proxy.tls import ALPN_POSTGRESQL
 from enforcer.proxy.upstream import UpstreamError, UpstreamLink, connect_upstream
 from enforcer.wire import (
     AuthenticationCleartextPassword,
     AuthenticationOk,
     BackendKeyData,
-    Bind,
     CancelRequest,
     ErrorResponse,
-    Execute,
-    Framer,
     GSSENCRequest,
-    MessageTooLarge,
     NegotiateProtocolVersion,
-    NoticeResponse,
-    ParameterStatus,
-    Parse,
     PasswordMessage,
     ProtocolError,
-    Query,
     ReadyForQuery,
     SSLRequest,
     StartupMessage,
     Terminate,
-    decode_backend,
     decode_untyped,
     untyped_length,
 )
@@ -66,17 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgwarden.session")
 
 TLS_HANDSHAKE_RECORD = 0x16
-# Frontend types forwarded without a decision: they carry no SQL text.
-_PASSTHROUGH = frozenset(b"DSHCdcf")
-_Q, _P, _B, _E, _F, _X, _SYNC = (ord(c) for c in "QPBEFXS")
-_READY, _ERROR, _PARAM_STATUS = ord("Z"), ord("E"), ord("S")
 _STARTUP_PARAMS_NEVER_FORWARDED = frozenset({"user", "database", "replication", "options"})
-_REFUSAL_MARKER = "pgwarden_refused_"
-GATE_FAILURE = ErrorResponse.build(
-    "XX000",
-    "pgwarden could not decide on this statement, so it was not forwarded (fail closed)",
-    hint="The gateway log has the cause.",
-)
+_MAX_PASSWORD_MESSAGE = 64 * 1024  # tokens are a few KiB at most
 
 
 class SessionClosed(Exception):
@@ -98,15 +72,9 @@ class ClientSession:
         self.ctx: SessionContext | None = None
         self.cancel_pid: int | None = None
         self.admitted = False
-        self.statements = 0
-        self.refused = 0
         self.closing_reason = "client disconnected"
-        # Response-stream bookkeeping (see module docstring).
-        self.cycles_sent = 0
-        self.cycles_done = 0
-        self.pending_refusals: dict[str, ErrorResponse] = {}
-        self.transformers: dict[int, ResultTransformer] = {}
-        self.last_activity = time.monotonic()
+        self.relay: Relay | None = None
+        self.client_pending = b""
 
     # ------------------------------------------------------------------ logging
     def _event(self, event: str, level: int = logging.INFO, **fields: object) -> None:
@@ -152,9 +120,12 @@ class ClientSession:
                 )
         except asyncio.CancelledError:
             self.closing_reason = "gateway shutting down"
-            await self._fatal(
-                "57P01", "terminating connection due to administrator command (gateway shutdown)"
-            )
+            message = "terminating connection due to administrator command (gateway shutdown)"
+            if self.relay is not None:
+                self.relay.fatal("57P01", message, self.closing_reason)
+            else:
+                with contextlib.suppress(SessionClosed):
+                    await self._fatal("57P01", message)
             raise
         finally:
             await self._cleanup()
@@ -179,8 +150,8 @@ class ClientSession:
                 "session_ended",
                 reason=self.closing_reason,
                 duration_s=round(time.monotonic() - self.started, 3),
-                statements=self.statements,
-                refused=self.refused,
+                statements=self.relay.statements if self.relay else 0,
+                refused=self.relay.refused if self.relay else 0,
             )
 
     # ------------------------------------------------------------------ pre-TLS phase (raw socket)
@@ -402,19 +373,13 @@ class ClientSession:
     async def _authenticate(self, user: str) -> Identity:
         assert self.reader is not None
         self._write(AuthenticationCleartextPassword().encode())
-        framer = Framer(max_message=16 * 1024)
-        while True:
-            frame = framer.next_frame()
-            if frame is not None:
-                break
-            data = await self.reader.read(16 * 1024)
-            if not data:
-                raise SessionClosed
-            try:
-                framer.feed(data)
-            except ProtocolError as exc:
-                await self._fatal("08P01", f"invalid password packet: {exc}")
-        type_byte, payload, _ = frame
+        # Read exactly one message: whatever the client pipelined after it stays buffered
+        # for the relay.
+        head = await self.reader.readexactly(5)
+        type_byte, length = head[0], int.from_bytes(head[1:], "big", signed=True)
+        if not 4 <= length <= _MAX_PASSWORD_MESSAGE:
+            await self._fatal("08P01", f"invalid password packet length {length}")
+        payload = await self.reader.readexactly(length - 4)
         if type_byte != ord("p"):
             await self._fatal(
                 "08P01", f"expected a password message, received message type {chr(type_byte)!r}"
@@ -435,229 +400,22 @@ class ClientSession:
 
     # ------------------------------------------------------------------ relay
     async def _relay(self) -> None:
-        assert self.upstream is not None
-        up_task = asyncio.create_task(self._upstream_to_client(), name=f"u2c-{self.id}")
-        down_task = asyncio.create_task(self._client_to_upstream(), name=f"c2u-{self.id}")
-        try:
-            done, _ = await asyncio.wait({up_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (up_task, down_task):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(up_task, down_task, return_exceptions=True)
-        for t in done:
-            exc = t.exception()
-            if exc is not None and not isinstance(
-                exc, SessionClosed | ConnectionError | asyncio.IncompleteReadError | ssl.SSLError
-            ):
-                raise exc
-
-    async def _read_client(self) -> bytes:
+        assert self.upstream is not None and self.writer is not None and self.ctx is not None
         assert self.reader is not None
-        listener = self.config.listener
-        idle = listener.idle_timeout
-        idle_tx = listener.idle_in_transaction_timeout
-        if not idle and not idle_tx:
-            return await self.reader.read(65536)
-        while True:
-            in_tx = self.ctx is not None and self.ctx.transaction_status != "I"
-            limit = idle_tx if in_tx else idle
-            if not limit:
-                limit = 3600.0
-            try:
-                return await asyncio.wait_for(self.reader.read(65536), timeout=limit)
-            except TimeoutError:
-                outstanding = self.cycles_sent != self.cycles_done
-                quiet = time.monotonic() - self.last_activity
-                timeout = idle_tx if in_tx else idle
-                if timeout and not outstanding and quiet >= timeout:
-                    if in_tx:
-                        self.closing_reason = "idle in transaction timeout"
-                        await self._fatal(
-                            "25P03", "terminating connection due to idle-in-transaction timeout (pgwarden)"
-                        )
-                    self.closing_reason = "idle timeout"
-                    await self._fatal(
-                        "57P05", "terminating connection due to idle-session timeout (pgwarden)"
-                    )
-
-    async def _client_to_upstream(self) -> None:
-        assert self.upstream is not None and self.writer is not None and self.ctx is not None
-        framer = Framer(max_message=self.config.listener.max_message_size)
-        up_writer = self.upstream.writer
-        gate = self.gateway.gate
-        ctx = self.ctx
-        while True:
-            data = await self._read_client()
-            if not data:
-                self.closing_reason = "client disconnected"
-                raise SessionClosed
-            self.last_activity = time.monotonic()
-            framer.feed(data)
-            out = bytearray()
-            while True:
-                try:
-                    frame = framer.next_frame()
-                except MessageTooLarge as exc:
-                    up_writer.write(bytes(out))
-                    self.closing_reason = "oversized message"
-                    await self._fatal(
-                        "08P01", f"{exc}; the limit is listener.max_message_size on the gateway"
-                    )
-                    raise AssertionError("unreachable") from None
-                except ProtocolError as exc:
-                    up_writer.write(bytes(out))
-                    self.closing_reason = "protocol violation"
-                    await self._fatal("08P01", f"protocol violation: {exc}")
-                    raise AssertionError("unreachable") from None
-                if frame is None:
-                    break
-                type_byte, payload, raw = frame
-                if type_byte in _PASSTHROUGH:
-                    out += raw
-                    if type_byte == _SYNC:
-                        self.cycles_sent += 1
-                    continue
-                if type_byte in (_Q, _P, _B, _E):
-                    try:
-                        msg: Query | Parse | Bind | Execute
-                        if type_byte == _Q:
-                            msg = Query.decode(payload)
-                        elif type_byte == _P:
-                            msg = Parse.decode(payload)
-                        elif type_byte == _B:
-                            msg = Bind.decode(payload)
-                        else:
-                            msg = Execute.decode(payload)
-                    except ProtocolError as exc:
-                        up_writer.write(bytes(out))
-                        self.closing_reason = "protocol violation"
-                        await self._fatal(exc.sqlstate, f"invalid {chr(type_byte)!r} message: {exc}")
-                        raise AssertionError("unreachable") from None
-                    try:
-                        decided = gate.decide(ctx, msg)
-                        if isinstance(decided, Verdict):
-                            verdict = decided
-                        else:
-                            if out:
-                                up_writer.write(bytes(out))
-                                out.clear()
-                            verdict = await _await_verdict(decided)
-                    except Exception as exc:  # fail closed: a gate that breaks refuses
-                        self._event("gate_error", logging.ERROR, error=repr(exc))
-                        verdict = Verdict(refusal=GATE_FAILURE)
-                    if type_byte in (_Q, _P):
-                        self.statements += 1
-                    for notice in verdict.notices:
-                        self._write(NoticeResponse.build("00000", notice, severity="NOTICE").encode())
-                    if verdict.refusal is None:
-                        out += raw
-                        if verdict.transformer is not None:
-                            self.transformers[self.cycles_sent] = verdict.transformer
-                    else:
-                        self.refused += 1
-                        out += self._refusal_stand_in(verdict.refusal, simple=type_byte == _Q)
-                    if type_byte == _Q:
-                        self.cycles_sent += 1
-                    continue
-                if type_byte == _F:
-                    self.refused += 1
-                    out += self._refusal_stand_in(
-                        ErrorResponse.build(
-                            "0A000",
-                            "function call messages are not supported through pgwarden: they carry no SQL "
-                            "that a policy can decide on",
-                            hint="Call the function with SELECT instead.",
-                        ),
-                        simple=True,
-                    )
-                    self.cycles_sent += 1
-                    continue
-                if type_byte == _X:
-                    up_writer.write(bytes(out) + raw)
-                    self.closing_reason = "client terminated"
-                    raise SessionClosed
-                up_writer.write(bytes(out))
-                self.closing_reason = "protocol violation"
-                await self._fatal("08P01", f"invalid frontend message type {chr(type_byte)!r}")
-            if out:
-                up_writer.write(bytes(out))
-                if up_writer.transport.get_write_buffer_size() > 1 << 20:
-                    await up_writer.drain()
-
-    def _refusal_stand_in(self, refusal: ErrorResponse, *, simple: bool) -> bytes:
-        """Bytes to send upstream instead of a refused message: a statement that fails to parse."""
-        marker = _REFUSAL_MARKER + secrets.token_hex(8)
-        self.pending_refusals[marker] = refusal
-        if simple:
-            return Query(marker).encode()
-        return Parse(marker, marker, ()).encode()
-
-    async def _upstream_to_client(self) -> None:
-        assert self.upstream is not None and self.writer is not None and self.ctx is not None
-        reader = self.upstream.reader
-        writer = self.writer
-        framer = Framer(max_message=1 << 30)
-        ctx = self.ctx
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                self.closing_reason = "upstream connection lost"
-                self._event("upstream_lost", logging.WARNING)
-                await self._fatal("08006", "the upstream server closed the connection unexpectedly")
-            framer.feed(data)
-            if not self.pending_refusals and not self.transformers:
-                chunk, spans = framer.take_all_complete()
-                for type_byte, start, _end in spans:
-                    if type_byte == _READY:
-                        ctx.transaction_status = chr(chunk[start])
-                        self.cycles_done += 1
-                        self.last_activity = time.monotonic()
-                    elif type_byte == _PARAM_STATUS:
-                        self._track_parameter(chunk[start:_end])
-                if chunk:
-                    writer.write(chunk)
-            else:
-                out = bytearray()
-                while (frame := framer.next_frame()) is not None:
-                    type_byte, payload, raw = frame
-                    if type_byte == _ERROR and self.pending_refusals:
-                        raw = self._swap_refusal(payload, raw)
-                    transformer = self.transformers.get(self.cycles_done)
-                    if transformer is not None:
-                        for t, p in transformer.transform(type_byte, payload):
-                            out += bytes((t,)) + (len(p) + 4).to_bytes(4, "big") + p
-                    else:
-                        out += raw
-                    if type_byte == _READY:
-                        ctx.transaction_status = chr(payload[0])
-                        self.transformers.pop(self.cycles_done, None)
-                        self.cycles_done += 1
-                        self.last_activity = time.monotonic()
-                        if self.cycles_done == self.cycles_sent:
-                            # Every refusal sent so far has been answered or skipped by Sync.
-                            self.pending_refusals.clear()
-                    elif type_byte == _PARAM_STATUS:
-                        self._track_parameter(payload)
-                if out:
-                    writer.write(bytes(out))
-            if writer.transport.get_write_buffer_size() > 1 << 20:
-                await writer.drain()
-
-    def _swap_refusal(self, payload: bytes, raw: bytes) -> bytes:
-        err = decode_backend(_ERROR, payload)
-        assert isinstance(err, ErrorResponse)
-        text = err.message or ""
-        for marker, refusal in self.pending_refusals.items():
-            if marker in text:
-                del self.pending_refusals[marker]
-                return refusal.encode()
-        return raw
-
-    def _track_parameter(self, payload: bytes) -> None:
-        assert self.ctx is not None
-        msg = ParameterStatus.decode(bytes(payload))
-        self.ctx.parameters[msg.name] = msg.value
+        relay = Relay(
+            ctx=self.ctx,
+            gate=self.gateway.gate,
+            listener=self.config.listener,
+            client=self.writer.transport,  # type: ignore[arg-type]
+            upstream=self.upstream.writer.transport,  # type: ignore[arg-type]
+            event=self._event,
+        )
+        self.relay = relay
+        # Bytes the stream readers already buffered belong to the relay now.
+        client_pending = self.client_pending + _take_buffer(self.reader)
+        upstream_pending = self.upstream.pending + _take_buffer(self.upstream.reader)
+        relay.start(client_pending, upstream_pending)
+        self.closing_reason = await relay.done
 
     # ------------------------------------------------------------------ output helpers
     def _write(self, data: bytes) -> None:
@@ -684,10 +442,9 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-async def _await_verdict(decided: Awaitable[Verdict]) -> Verdict:
-    if not inspect.isawaitable(decided):
-        raise TypeError(f"gate returned {type(decided).__name__}, not a Verdict")
-    verdict = await decided
-    if not isinstance(verdict, Verdict):
-        raise TypeError(f"gate returned {type(verdict).__name__}, not a Verdict")
-    return verdict
+def _take_buffer(reader: asyncio.StreamReader) -> bytes:
+    """Empty a StreamReader's buffer (bytes received before the relay took the transport)."""
+    buf: bytearray = reader._buffer  # type: ignore[attr-defined]
+    data = bytes(buf)
+    buf.clear()
+    return data

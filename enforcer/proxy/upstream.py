@@ -26,6 +26,7 @@ from enforcer.wire import (
     AuthenticationSASLContinue,
     AuthenticationSASLFinal,
     BackendKeyData,
+    CancelRequest,
     ErrorResponse,
     Framer,
     NegotiateProtocolVersion,
@@ -67,6 +68,8 @@ class UpstreamLink:
     parameters: list[ParameterStatus] = field(default_factory=list)
     status: str = "I"
     tls: bool = False
+    #: Bytes received after the first ReadyForQuery (async notices), for the relay.
+    pending: bytes = b""
 
 
 async def _open_stream(conn: UpstreamConnection) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -202,7 +205,9 @@ async def _authenticate(
         elif isinstance(msg, ErrorResponse):
             raise _upstream_refusal(conn, msg)
         elif isinstance(msg, ReadyForQuery):
-            return UpstreamLink(conn, reader, writer, pid, secret, params, msg.status)
+            return UpstreamLink(
+                conn, reader, writer, pid, secret, params, msg.status, pending=framer.take_rest()
+            )
         else:
             raise UpstreamError(
                 f"upstream connection {conn.name!r} asked for an unsupported authentication method "
@@ -231,8 +236,6 @@ def _upstream_refusal(conn: UpstreamConnection, err: ErrorResponse) -> UpstreamE
 
 async def send_cancel(conn: UpstreamConnection, process_id: int, secret_key: bytes) -> None:
     """Ask the upstream to cancel the running query of one backend (best effort, like libpq)."""
-    from enforcer.wire import CancelRequest
-
     ctx = upstream_context(conn)
     try:
         reader, writer = await asyncio.wait_for(_open_stream(conn), timeout=conn.connect_timeout or None)
