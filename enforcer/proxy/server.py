@@ -213,11 +213,13 @@ class Gateway:
         log.info("stopped", extra={"event": "stopped"})
         self._stopped.set()
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, *, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT (or :meth:`shutdown`) and the drain has finished."""
         await self.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: loop.create_task(self.shutdown()))
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, lambda: loop.create_task(self.shutdown()))
         await self._stopped.wait()
 
 
