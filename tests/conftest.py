@@ -205,8 +205,13 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         return gw
 
     yield start
+    crashed = []
     for gw in started:
         gw.stop()
+        if "Traceback" in gw.logs():
+            crashed.append(f"{gw.log_path}:\n{gw.logs()}")
+    # Exceptions inside transport callbacks are only logged; make them fail the run.
+    assert not crashed, "gateway logged tracebacks:\n" + "\n".join(crashed)
 
 
 @pytest.fixture(scope="session")

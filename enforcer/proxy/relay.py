@@ -167,6 +167,8 @@ class Relay:
     def _finish(self, reason: str) -> None:
         if self.done.done():
             return
+        # Set first: closing a transport can call connection_lost, which calls back here.
+        self.done.set_result(reason)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if self._decision_task is not None and not self._decision_task.done():
@@ -175,7 +177,6 @@ class Relay:
             self.upstream.write(_TERMINATE)
             self.upstream.close()
         self.client.close()
-        self.done.set_result(reason)
 
     def fatal(self, sqlstate: str, message: str, reason: str) -> None:
         """Tell the client why (FATAL), then end the session."""
