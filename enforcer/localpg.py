@@ -132,6 +132,21 @@ class LocalPostgres:
                 "password_encryption = 'scram-sha-256'\n"
             )
 
+    def enable_ssl(self, cert: Path, key: Path) -> None:
+        """Serve TLS with this certificate (copied into the data directory, as Postgres wants it)."""
+        for src, name in ((cert, "server.crt"), (key, "server.key")):
+            dst = self.datadir / name
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+            self._chown(dst)
+        with open(self.datadir / "postgresql.conf", "a") as f:
+            f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+
+    def prepend_hba(self, *lines: str) -> None:
+        """Put pg_hba.conf rules before initdb's (first match wins)."""
+        hba = self.datadir / "pg_hba.conf"
+        hba.write_text("\n".join(lines) + "\n" + hba.read_text())
+
     def start(self) -> None:
         bindir = find_pg_bin()
         self.logfile.touch()

@@ -75,9 +75,20 @@ def upstream(workdir: Path) -> Iterator[Upstream]:
     """A real Postgres (initdb into a temp dir, SCRAM required) with the demo schema."""
     pg = LocalPostgres(workdir / "pg", free_port())
     pg.init()
+    # TLS for upstream verify modes; md5 and cleartext rules for the other auth methods.
+    write_dev_certificate(workdir / "pgtls" / "server.crt", workdir / "pgtls" / "server.key", ["127.0.0.1"])
+    pg.enable_ssl(workdir / "pgtls" / "server.crt", workdir / "pgtls" / "server.key")
+    pg.prepend_hba("host all app_md5 127.0.0.1/32 md5", "host all app_plain 127.0.0.1/32 password")
     pg.start()
     app_password = secrets.token_urlsafe(18)
-    pg.psql(f"CREATE ROLE app LOGIN PASSWORD '{app_password}'; CREATE DATABASE demo OWNER app;")
+    pg.psql(
+        f"CREATE ROLE app LOGIN PASSWORD '{app_password}'; CREATE DATABASE demo OWNER app;"
+        "SET password_encryption = 'md5';"
+        f"CREATE ROLE app_md5 LOGIN PASSWORD '{app_password}';"
+        "RESET password_encryption;"
+        f"CREATE ROLE app_plain LOGIN PASSWORD '{app_password}';"
+        "GRANT CONNECT ON DATABASE demo TO app_md5, app_plain;"
+    )
     pg.psql(demo_schema_sql(), database="demo", user="app", password=app_password)
     pwfile = workdir / "app.password"
     pwfile.write_text(app_password)

@@ -100,14 +100,13 @@ async def connect_upstream(conn: UpstreamConnection, params: list[tuple[str, str
         raise UpstreamError(
             f"upstream connection {conn.name!r} timed out after {conn.connect_timeout:g}s"
         ) from None
+    except ssl.SSLError as exc:  # before OSError, its base class
+        log.warning("upstream %s TLS failure: %s", conn.name, exc, extra={"event": "upstream_tls_failed"})
+        why = getattr(exc, "verify_message", None) or exc.reason
+        raise UpstreamError(f"upstream connection {conn.name!r}: TLS handshake failed ({why})") from None
     except (OSError, asyncio.IncompleteReadError) as exc:
         log.warning("upstream %s unreachable: %s", conn.name, exc, extra={"event": "upstream_unreachable"})
         raise UpstreamError(f"upstream connection {conn.name!r} is unavailable (could not connect)") from None
-    except ssl.SSLError as exc:
-        log.warning("upstream %s TLS failure: %s", conn.name, exc, extra={"event": "upstream_tls_failed"})
-        raise UpstreamError(
-            f"upstream connection {conn.name!r}: TLS handshake failed ({exc.reason})"
-        ) from None
 
 
 async def _connect(conn: UpstreamConnection, params: list[tuple[str, str]]) -> UpstreamLink:
