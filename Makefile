@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint typecheck fmt bench clean
+.PHONY: venv demo test lint typecheck fmt bench policy-test clean
 
 $(BIN)/pgwarden: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,7 +24,11 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: venv lint typecheck
+	$(BIN)/pgwarden policy test policies/rego
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+policy-test: venv
+	$(BIN)/pgwarden policy test policies/rego --coverage
 
 fmt: venv
 	$(BIN)/ruff format .

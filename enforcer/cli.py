@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from enforcer.audit.decision_log import DecisionLogError
 from enforcer.config import Config, ConfigError, load_config, parse_duration
+from enforcer.policy.engine import PolicyError
+
+if TYPE_CHECKING:
+    from enforcer.proxy.policy_gate import PolicyGate
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="pgwarden: a policy-as-code gateway for Postgres."
@@ -20,6 +27,8 @@ app = typer.Typer(
 token_app = typer.Typer(no_args_is_help=True, help="Mint and manage gateway tokens.")
 cert_app = typer.Typer(no_args_is_help=True, help="TLS certificates for development.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate configuration files.")
+policy_app = typer.Typer(no_args_is_help=True, help="Work with Rego policies.")
+app.add_typer(policy_app, name="policy")
 app.add_typer(token_app, name="token")
 app.add_typer(cert_app, name="cert")
 app.add_typer(config_app, name="config")
@@ -41,6 +50,30 @@ def _load(path: Path) -> Config:
         raise _fail(str(exc)) from None
 
 
+def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
+    """The policy engine the configuration names, with its decision log, as a statement gate."""
+    from enforcer.audit.decision_log import DecisionLog
+    from enforcer.policy.engine import EmbeddedEngine, OPAEngine, PolicyEngine
+    from enforcer.proxy.policy_gate import PolicyGate, choose_cache_key
+
+    pc = config.policy
+    engine: PolicyEngine
+    if pc.engine == "opa":
+        assert pc.opa is not None
+        engine = OPAEngine(pc.opa.url, timeout=pc.opa.timeout, unix_socket=pc.opa.unix_socket)
+    else:
+        engine = EmbeddedEngine(list(pc.paths))
+    log_path = config.audit.decision_log
+    if log_path is not None and worker_index:
+        log_path = log_path.with_name(f"{log_path.stem}.w{worker_index}{log_path.suffix}")
+    labels = {"app": "pgwarden", "engine": engine.name, "policy_version": engine.version}
+    texts = engine.texts if isinstance(engine, EmbeddedEngine) else []
+    cache_key = choose_cache_key(pc.decision_cache_key, texts) if texts else "exact"
+    return PolicyGate(
+        engine, DecisionLog(log_path, labels), cache_ttl=pc.decision_cache_ttl, cache_key=cache_key
+    )
+
+
 def _run_gateway(
     config: Config, *, worker_index: int = 0, worker_count: int = 1, run_dir: Path | None = None
 ) -> None:
@@ -55,9 +88,14 @@ def _run_gateway(
         tokens = GatewayTokens(config.gateway_tokens)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    try:
+        gate = build_policy_gate(config, worker_index=worker_index)
+    except (PolicyError, DecisionLogError) as exc:
+        raise _fail(str(exc)) from None
     gateway = Gateway(
         config,
         tokens,
+        gate,
         worker_index=worker_index,
         worker_count=worker_count,
         run_dir=run_dir,
@@ -213,6 +251,76 @@ def config_check(config: Annotated[Path, typer.Argument(help="The YAML file to v
     """Validate a configuration file and report the first problem."""
     cfg = _load(config)
     typer.echo(f"{config}: ok ({len(cfg.connections)} connection(s): {', '.join(sorted(cfg.connections))})")
+
+
+@policy_app.command("test")
+def policy_test(
+    paths: Annotated[list[Path], typer.Argument(help="Policy directories or files (with *_test.rego).")],
+    coverage: Annotated[bool, typer.Option("--coverage", help="Report rule coverage per file.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every test.")] = False,
+) -> None:
+    """Run Rego unit tests (opa test conventions) on the embedded engine, and `opa test` if installed."""
+    from enforcer.policy.rego_tests import run_policy_tests
+
+    raise typer.Exit(run_policy_tests(paths, coverage=coverage, verbose=verbose))
+
+
+@app.command()
+def explain(
+    sql: Annotated[str, typer.Argument(help="The SQL to decide on (not run).")],
+    subject: Annotated[str, typer.Option("--as", help="Identity subject.")] = "ci-bot",
+    groups: Annotated[str, typer.Option(help="Comma-separated groups.")] = "agents",
+    connection: Annotated[str, typer.Option(help="Upstream connection name.")] = "demo",
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="PGWARDEN_CONFIG", help="Use this config's policy."),
+    ] = None,
+    policies: Annotated[
+        list[Path] | None, typer.Option("--policies", help="Policy directories (default: the shipped ones).")
+    ] = None,
+    show_ast: Annotated[bool, typer.Option("--ast", help="Include the full AST in the input shown.")] = False,
+) -> None:
+    """Print the policy input document and the decision for a statement, without running it."""
+    import json
+
+    from enforcer.audit.decision_log import DecisionLog
+    from enforcer.config import SHIPPED_POLICIES
+    from enforcer.identity import Identity
+    from enforcer.policy.engine import EmbeddedEngine, OPAEngine, PolicyEngine
+    from enforcer.proxy.gate import SessionContext
+    from enforcer.proxy.policy_gate import PolicyGate
+    from enforcer.proxy.policy_gate import explain as explain_sql
+
+    engine: PolicyEngine
+    try:
+        if config is not None and not policies:
+            cfg = _load(config)
+            if cfg.policy.engine == "opa" and cfg.policy.opa is not None:
+                engine = OPAEngine(
+                    cfg.policy.opa.url, timeout=cfg.policy.opa.timeout, unix_socket=cfg.policy.opa.unix_socket
+                )
+            else:
+                engine = EmbeddedEngine(list(cfg.policy.paths))
+        else:
+            engine = EmbeddedEngine(list(policies or [SHIPPED_POLICIES]))
+    except PolicyError as exc:
+        raise _fail(str(exc)) from None
+    identity = Identity(
+        subject, "pgwarden-explain", tuple(g for g in groups.split(",") if g), "explain", time.time() + 900
+    )
+    ctx = SessionContext("explain", identity, connection, connection, "cli", False)
+    gate = PolicyGate(engine, DecisionLog(None))
+    results = asyncio.run(explain_sql(gate, ctx, sql))
+    worst = "allow"
+    for input_doc, decision in results:
+        if not show_ast:
+            input_doc.get("statement", {}).pop("ast", None)
+        typer.echo(
+            json.dumps({"input": input_doc, "decision": decision.to_document()}, indent=2, default=str)
+        )
+        if decision.action != "allow":
+            worst = decision.action
+    typer.echo(f"decision: {worst} (policy version {engine.version})", err=True)
 
 
 def main() -> None:

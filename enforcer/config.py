@@ -134,6 +134,33 @@ class GatewayTokenConfig:
 
 
 @dataclass(frozen=True)
+class OPAConfig:
+    url: str
+    unix_socket: str | None = None
+    timeout: float = 0.5
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Which engine decides, on which policies."""
+
+    engine: str = "embedded"
+    paths: tuple[Path, ...] = ()
+    opa: OPAConfig | None = None
+    decision_cache_ttl: float = 60.0
+    decision_cache_key: str = "auto"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    decision_log: Path | None = None
+
+
+#: The policies shipped with pgwarden (used when the configuration names none).
+SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "rego"
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     format: str = "text"
@@ -145,6 +172,8 @@ class Config:
     gateway_tokens: GatewayTokenConfig
     connections: dict[str, UpstreamConnection]
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(paths=(SHIPPED_POLICIES,)))
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source: Path | None = None
 
 
@@ -331,7 +360,9 @@ def load_config(path: Path | str) -> Config:
 
 def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     top = _mapping(raw, "configuration")
-    _reject_unknown(top, {"listener", "gateway_tokens", "connections", "logging"}, "configuration")
+    _reject_unknown(
+        top, {"listener", "gateway_tokens", "connections", "logging", "policy", "audit"}, "configuration"
+    )
     listener = _listener(_mapping(top.get("listener"), "listener"), base)
 
     gt = _mapping(top.get("gateway_tokens"), "gateway_tokens")
@@ -370,5 +401,51 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
         gateway_tokens=tokens,
         connections=connections,
         logging=LoggingConfig(level=level, format=fmt),
+        policy=_policy(_mapping(top.get("policy"), "policy"), base),
+        audit=_audit(_mapping(top.get("audit"), "audit"), base),
         source=source,
     )
+
+
+def _policy(raw: dict[str, Any], base: Path) -> PolicyConfig:
+    key = "policy"
+    _reject_unknown(raw, {"engine", "paths", "opa", "decision_cache_ttl", "decision_cache_key"}, key)
+    cache_key = raw.get("decision_cache_key", "auto")
+    if cache_key not in ("auto", "exact", "facts"):
+        raise ConfigError(f"{key}.decision_cache_key: expected auto, exact or facts, got {cache_key!r}")
+    engine = raw.get("engine", "embedded")
+    if engine not in ("embedded", "opa"):
+        raise ConfigError(f"{key}.engine: expected embedded or opa, got {engine!r}")
+    paths_raw = raw.get("paths", [str(SHIPPED_POLICIES)])
+    if not isinstance(paths_raw, list) or not paths_raw:
+        raise ConfigError(f"{key}.paths: expected a list of policy directories, got {paths_raw!r}")
+    paths = tuple(_path(p, f"{key}.paths", base) for p in paths_raw)
+    opa = None
+    if engine == "opa":
+        o = _mapping(raw.get("opa"), f"{key}.opa")
+        _reject_unknown(o, {"url", "unix_socket", "timeout"}, f"{key}.opa")
+        url = _str(o, "url", f"{key}.opa", "http://127.0.0.1:8181")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.opa.url: expected an http:// or https:// URL, got {url!r}")
+        sock = o.get("unix_socket")
+        if sock is not None and not isinstance(sock, str):
+            raise ConfigError(f"{key}.opa.unix_socket: expected a socket path, got {sock!r}")
+        timeout = parse_duration(o.get("timeout", "500ms"), f"{key}.opa.timeout")
+        if timeout <= 0:
+            raise ConfigError(f"{key}.opa.timeout: must be positive (a decision must not wait forever)")
+        opa = OPAConfig(url=url, unix_socket=sock, timeout=timeout)
+    elif raw.get("opa") is not None:
+        raise ConfigError(f"{key}.opa: only used with {key}.engine: opa")
+    return PolicyConfig(
+        engine=engine,
+        paths=paths,
+        opa=opa,
+        decision_cache_ttl=parse_duration(raw.get("decision_cache_ttl", "60s"), f"{key}.decision_cache_ttl"),
+        decision_cache_key=cache_key,
+    )
+
+
+def _audit(raw: dict[str, Any], base: Path) -> AuditConfig:
+    _reject_unknown(raw, {"decision_log"}, "audit")
+    log = raw.get("decision_log")
+    return AuditConfig(decision_log=_path(log, "audit.decision_log", base, must_exist=False) if log else None)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from enforcer.config import SHIPPED_POLICIES
 from enforcer.identity.gateway_tokens import generate_key
 from enforcer.localpg import LocalPostgres, free_port
 from enforcer.proxy.tls import write_dev_certificate
@@ -90,6 +91,8 @@ def prepare_demo(root: Path, gateway_port: int = 6432, pg_port: int | None = Non
             }
         },
         "logging": {"level": "info", "format": "text"},
+        "policy": {"engine": "embedded", "paths": [str(SHIPPED_POLICIES)]},
+        "audit": {"decision_log": str(root / "decisions.jsonl")},
     }
     config_path = root / "pgwarden.yaml"
     config_path.write_text(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from enforcer.localpg import LocalPostgres, free_port
 from enforcer.proxy.tls import write_dev_certificate
 
 REPO = Path(__file__).resolve().parent.parent
+ALLOW_ALL_POLICY = REPO / "testdata" / "policies" / "allow_all"
+SHIPPED_POLICY = REPO / "policies" / "rego"
 
 
 @dataclass
@@ -107,7 +110,15 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes]
     tokens: GatewayTokens
     cert: Path
-    extra: dict[str, Any] = field(default_factory=dict)
+    decision_log: Path | None = None
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Decision records written so far (all workers)."""
+        assert self.decision_log is not None
+        out = []
+        for f in sorted(self.decision_log.parent.glob(self.decision_log.stem + "*.jsonl")):
+            out += [json.loads(line) for line in f.read_text().splitlines() if line]
+        return out
 
     def token(self, subject: str = "ci-bot", groups: tuple[str, ...] = ("agents",), ttl: float = 900) -> str:
         return self.tokens.issue(subject, list(groups), ttl)
@@ -176,6 +187,7 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         connections: dict[str, Any] | None = None,
         workers: int = 1,
         logging_format: str = "json",
+        policy: dict[str, Any] | None = None,
     ) -> GatewayProcess:
         port = free_port()
         lst: dict[str, Any] = {
@@ -200,6 +212,8 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
             "gateway_tokens": {"signing_key_file": str(key), "max_ttl": "1h"},
             "connections": conns,
             "logging": {"level": "debug", "format": logging_format},
+            "policy": policy or {"paths": [str(ALLOW_ALL_POLICY)]},
+            "audit": {"decision_log": str(workdir / f"decisions-{len(started)}.jsonl")},
         }
         n = len(started)
         path = workdir / f"gateway-{n}.yaml"
@@ -211,7 +225,15 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         wait_port(port, proc, log)
-        gw = GatewayProcess(path, log, port, proc, GatewayTokens(load_config(path).gateway_tokens), cert)
+        gw = GatewayProcess(
+            path,
+            log,
+            port,
+            proc,
+            GatewayTokens(load_config(path).gateway_tokens),
+            cert,
+            decision_log=workdir / f"decisions-{n}.jsonl",
+        )
         started.append(gw)
         return gw
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from enforcer.identity import Identity
 from enforcer.wire import Bind, ErrorResponse, Execute, Parse, Query
@@ -33,6 +33,10 @@ class SessionContext:
     transaction_status: str = "I"
     parameters: dict[str, str] = field(default_factory=dict)
     startup_parameters: Mapping[str, str] = field(default_factory=dict)
+    #: Per-session memory owned by the gate (e.g. which prepared statements it allowed).
+    gate_state: Any = None
+    #: Moves whenever the server reports a changed parameter (part of decision cache keys).
+    parameters_epoch: int = 0
 
 
 class ResultTransformer(Protocol):

@@ -416,6 +416,25 @@ class Relay:
     def _track_parameter(self, payload: bytes) -> None:
         msg = ParameterStatus.decode(bytes(payload))
         self.ctx.parameters[msg.name] = msg.value
+        self.ctx.parameters_epoch += 1
+        if not pinned_parameter_ok(msg.name, msg.value):
+            # Something (a role default, RESET ALL, a function) changed how SQL is lexed. The gateway's
+            # parse could now differ from Postgres's, so the session cannot continue.
+            self.event("pinned_setting_changed", logging.ERROR, setting=msg.name, value=msg.value)
+            self.fatal(
+                "0A000",
+                f"{msg.name} changed to {msg.value!r}; pgwarden requires client_encoding UTF8 and "
+                "standard_conforming_strings on, so the session was ended",
+                "pinned setting changed",
+            )
+
+
+def pinned_parameter_ok(name: str, value: str) -> bool:
+    if name == "client_encoding":
+        return value.upper() in ("UTF8", "UNICODE")
+    if name == "standard_conforming_strings":
+        return value == "on"
+    return True
 
 
 async def _await_verdict(decided: Awaitable[Verdict]) -> Verdict:

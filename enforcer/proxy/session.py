@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from enforcer.identity import AuthenticationFailed, Identity
 from enforcer.proxy.cancel import CancelTarget
 from enforcer.proxy.gate import SessionContext
-from enforcer.proxy.relay import Relay
+from enforcer.proxy.relay import Relay, pinned_parameter_ok
 from enforcer.proxy.tls import ALPN_POSTGRESQL
 from enforcer.proxy.upstream import UpstreamError, UpstreamLink, connect_upstream
 from enforcer.wire import (
@@ -51,6 +51,8 @@ log = logging.getLogger("pgwarden.session")
 TLS_HANDSHAKE_RECORD = 0x16
 _STARTUP_PARAMS_NEVER_FORWARDED = frozenset({"user", "database", "replication", "options"})
 _MAX_PASSWORD_MESSAGE = 64 * 1024  # tokens are a few KiB at most
+# SQL_ASCII means "no conversion": the UTF8 server's bytes arrive unchanged, so it is safe to pin UTF8.
+_UTF8_NAMES = frozenset({"UTF8", "UNICODE", "SQLASCII", "AUTO"})
 
 
 class SessionClosed(Exception):
@@ -333,8 +335,22 @@ class ClientSession:
         forwarded = [
             (k, v)
             for k, v in startup.params
-            if k not in _STARTUP_PARAMS_NEVER_FORWARDED and not k.startswith("_pq_.")
+            if k not in _STARTUP_PARAMS_NEVER_FORWARDED
+            and not k.startswith("_pq_.")
+            and k.lower() not in ("client_encoding", "standard_conforming_strings")
         ]
+        # pgwarden parses SQL as UTF8 with standard_conforming_strings on; the session must match.
+        # Postgres ignores non-alphanumerics in encoding names (asyncpg sends "'utf-8'").
+        encoding = "".join(c for c in params.get("client_encoding", "UTF8") if c.isalnum()).upper()
+        if encoding not in _UTF8_NAMES:
+            await self._fatal(
+                "0A000",
+                f"client_encoding {params['client_encoding']!r} is not supported through pgwarden; "
+                "connect with client_encoding=UTF8",
+            )
+        if params.get("standard_conforming_strings", "on").lower() != "on":
+            await self._fatal("0A000", "standard_conforming_strings must stay on through pgwarden")
+        forwarded += [("client_encoding", "UTF8"), ("standard_conforming_strings", "on")]
         if params.get("options") and listener.allow_options:
             forwarded.append(("options", params["options"]))
         if "replication" in params and listener.allow_replication:
@@ -348,6 +364,13 @@ class ClientSession:
             await self._fatal(exc.sqlstate, exc.message)
         up = self.upstream
         assert up is not None
+        for p in up.parameters:
+            if not pinned_parameter_ok(p.name, p.value):
+                await self._fatal(
+                    "0A000",
+                    f"upstream connection {conn.name!r} reports {p.name} = {p.value!r}; pgwarden requires "
+                    "client_encoding UTF8 and standard_conforming_strings on (check role/database defaults)",
+                )
         self.ctx = SessionContext(
             session_id=self.id,
             identity=identity,

@@ -337,3 +337,12 @@ def test_json_logs_one_line_per_event(gateway) -> None:
         e for e in events if e["event"] == "session_started" and e.get("application_name") == "log-test"
     ]
     assert started and started[0]["user"] == "ci-bot" and started[0]["connection"] == "demo"
+
+
+def test_client_encoding_is_pinned_to_utf8(gateway) -> None:
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(gateway.dsn(client_encoding="LATIN1"))
+    assert "client_encoding" in str(info.value) and "UTF8" in str(info.value)
+    # SQL_ASCII means "no conversion": accepted and pinned to UTF8 upstream.
+    with psycopg.connect(gateway.dsn(client_encoding="SQL_ASCII")) as conn:
+        assert conn.execute("SHOW client_encoding").fetchone() == ("UTF8",)

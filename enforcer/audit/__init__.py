@@ -1,0 +1,1 @@
+"""Records of what the gateway decided and did."""

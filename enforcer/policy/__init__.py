@@ -1,0 +1,1 @@
+"""Policy: the input document, the Rego engines, decisions and the policy test runner."""

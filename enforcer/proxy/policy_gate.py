@@ -1,0 +1,474 @@
+"""The policy gate: analysis -> input document -> decision -> verdict -> decision record.
+
+Owns: turning each SQL-carrying message into a decision of the policy engine,
+the per-session memory the extended protocol and SQL-level PREPARE need
+(which statement names and portals were allowed), the settings pgwarden pins,
+caching, and writing the decision record before anything is forwarded.
+Never: forwards what was not decided. Parse failures, engine errors, timeouts,
+malformed decisions and decision-log failures all refuse the statement.
+
+Caches:
+- analysis: keyed by the exact statement text only, because parsing is a pure
+  function of the bytes (it resolves no names); shared by all sessions.
+- decisions: per session, keyed by the exact text, the protocol, the
+  transaction status and a settings epoch that moves whenever an allowed
+  statement changes session settings, the role or prepared statements; bounded
+  by a TTL so that time-dependent policies are re-asked. Never keyed by
+  fingerprint: fingerprints collide across schemas, names and role targets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
+from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
+from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
+from enforcer.policy.engine import EmbeddedEngine, PolicyEngine, PolicyError
+from enforcer.proxy.gate import ALLOW, SessionContext, SQLMessage, Verdict
+from enforcer.wire import Bind, ErrorResponse, Execute, Parse, Query
+
+log = logging.getLogger("pgwarden.policy")
+
+#: Settings that change how SQL is lexed; pgwarden's parse must match Postgres's.
+PINNED_SETTINGS = {"client_encoding": ("utf8", "unicode"), "standard_conforming_strings": ("on",)}
+_CACHE_PER_SESSION = 512
+
+
+@lru_cache(maxsize=8192)
+def cached_analysis(text: str) -> Analysis | AnalysisError:
+    try:
+        return analyse(text)
+    except AnalysisError as exc:
+        return exc
+
+
+#: Facts that do not depend on literal values' positions; everything else of the document is in the key.
+_NOT_IN_FACTS_KEY = ("text", "ast", "fingerprint", "index")
+# A policy that reads any of these can tell statements apart that have the same facts.
+_READS_RAW_STATEMENT = re.compile(r"\.(text|ast|fingerprint)\b|\bwalk\(|statement\s*\[|json\.marshal\(")
+
+
+@lru_cache(maxsize=8192)
+def facts_key(text: str) -> str:
+    """The statement facts minus text/AST: statements that differ only in literals share it."""
+    analysis = cached_analysis(text)
+    if isinstance(analysis, AnalysisError):
+        return "\0" + text
+    docs = [{k: v for k, v in f.document.items() if k not in _NOT_IN_FACTS_KEY} for f in analysis.statements]
+    return json.dumps(docs, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def choose_cache_key(mode: str, policy_texts: list[str]) -> str:
+    """``facts`` only when no policy module can see more than the facts; else ``exact``."""
+    if mode != "auto":
+        return mode
+    return "exact" if any(_READS_RAW_STATEMENT.search(t) for t in policy_texts) else "facts"
+
+
+@dataclass
+class _Entry:
+    """A decided message, remembered for the extended protocol and the decision cache."""
+
+    decision: Decision
+    verdict: Verdict
+    #: Per statement: the result document and the evaluation time, for the decision records.
+    results: list[tuple[dict[str, Any], int]]
+    #: The exact text the inputs below were built from, and the serialised inputs.
+    text: str
+    input_jsons: list[str]
+    created: float
+
+
+@dataclass
+class GateState:
+    """Per-session memory of the gate."""
+
+    statements: dict[str, _Entry] = field(default_factory=dict)  # protocol-level and SQL PREPAREd names
+    portals: dict[str, _Entry] = field(default_factory=dict)
+    cache: OrderedDict[tuple[str, str, str, int, int], _Entry] = field(default_factory=OrderedDict)
+    epoch: int = 0
+
+
+def _sql_of(msg: Query | Parse) -> str:
+    return msg.sql if isinstance(msg, Query) else msg.query
+
+
+class PolicyGate:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        decision_log: DecisionLog,
+        *,
+        cache_ttl: float = 60.0,
+        cache_key: str = "exact",
+    ) -> None:
+        self.engine = engine
+        self.decision_log = decision_log
+        self.cache_ttl = cache_ttl
+        self.cache_key = cache_key
+
+    # ------------------------------------------------------------------ entry point
+    def decide(self, ctx: SessionContext, message: SQLMessage) -> Verdict | Awaitable[Verdict]:
+        state: GateState = ctx.gate_state
+        if state is None:
+            state = ctx.gate_state = GateState()
+        if isinstance(message, Bind):
+            return self._bind(state, message)
+        if isinstance(message, Execute):
+            entry = state.portals.get(message.portal)
+            if entry is None:
+                return _refuse("26000", f'portal "{message.portal}" was not bound through pgwarden')
+            return entry.verdict if entry.verdict.refusal is not None else ALLOW
+        protocol = "simple" if isinstance(message, Query) else "extended"
+        if isinstance(message, Query):
+            # A simple query destroys the unnamed statement and portal (as in Postgres).
+            state.statements.pop("", None)
+            state.portals.pop("", None)
+        text = _sql_of(message)
+        body = facts_key(text) if self.cache_key == "facts" else text
+        key = (body, protocol, ctx.transaction_status, state.epoch, ctx.parameters_epoch)
+        entry = state.cache.get(key)
+        if entry is not None and time.monotonic() - entry.created <= self.cache_ttl:
+            state.cache.move_to_end(key)
+            return self._finish(ctx, state, message, entry, protocol, cached=True)
+        analysis = cached_analysis(text)
+        if not self.engine.synchronous:
+            return self._decide_async(ctx, state, message, text, protocol, key, analysis)
+        entry = self._evaluate_sync(ctx, state, text, protocol, analysis)
+        return self._remember_and_finish(ctx, state, message, key, entry, protocol)
+
+    def _bind(self, state: GateState, message: Bind) -> Verdict:
+        entry = state.statements.get(message.statement)
+        if entry is None:
+            return _refuse(
+                "26000",
+                f'prepared statement "{message.statement}" was not prepared through pgwarden, '
+                "so it cannot be executed",
+            )
+        state.portals[message.portal] = entry
+        return entry.verdict if entry.verdict.refusal is not None else ALLOW
+
+    async def _decide_async(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        message: Query | Parse,
+        text: str,
+        protocol: str,
+        key: tuple[str, str, str, int, int],
+        analysis: Analysis | AnalysisError,
+    ) -> Verdict:
+        entry = await self._evaluate_async(ctx, state, text, protocol, analysis)
+        return self._remember_and_finish(ctx, state, message, key, entry, protocol)
+
+    # ------------------------------------------------------------------ evaluation
+    def _inputs(
+        self, ctx: SessionContext, protocol: str, analysis: Analysis
+    ) -> list[tuple[StatementFacts, dict[str, Any]]]:
+        identity = ctx.identity.to_document()
+        session = {
+            "id": ctx.session_id,
+            "connection": ctx.connection,
+            "database": ctx.database,
+            "client_addr": ctx.client_addr,
+            "application_name": ctx.parameters.get("application_name", ctx.application_name),
+            "tls": ctx.tls,
+            "transaction_status": ctx.transaction_status,
+            "protocol": protocol,
+            "parameters": dict(ctx.parameters),
+        }
+        count = len(analysis.statements)
+        out = []
+        for facts in analysis.statements:
+            statement = facts.to_document(include_ast=True)
+            statement["message"] = {"index": facts.index, "count": count}
+            out.append((facts, {"identity": identity, "session": session, "statement": statement}))
+        return out
+
+    def _pre_decision(self, ctx: SessionContext, state: GateState, facts: StatementFacts) -> Decision | None:
+        """Rules the gateway enforces itself, before and regardless of the policy."""
+        doc = facts.document
+        for setting in _all_settings(doc):
+            name = str(setting.get("name") or "").lower()
+            allowed = PINNED_SETTINGS.get(name)
+            value = setting.get("value")
+            if name == "*":
+                return Decision(
+                    "deny", ("set_config with a computed setting name cannot be decided; denied",)
+                )
+            if allowed is not None and (value is None or str(value).strip().lower() not in allowed):
+                return Decision(
+                    "deny",
+                    (
+                        f"{name} is pinned by pgwarden ({'/'.join(allowed)}): the gateway must lex SQL "
+                        "exactly as Postgres does",
+                    ),
+                )
+        execute = doc.get("execute")
+        if execute:
+            known = state.statements.get(str(execute.get("name")))
+            if known is None:
+                return Decision(
+                    "deny", (f'EXECUTE of "{execute.get("name")}", which was not prepared through pgwarden',)
+                )
+            return known.decision
+        return None
+
+    def _evaluate_sync(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        text: str,
+        protocol: str,
+        analysis: Analysis | AnalysisError,
+    ) -> _Entry:
+        if isinstance(analysis, AnalysisError):
+            return self._entry_for_parse_error(ctx, text, protocol, analysis)
+        decisions, results, input_jsons = [], [], []
+        for facts, input_doc in self._inputs(ctx, protocol, analysis):
+            started = time.perf_counter_ns()
+            input_json = json.dumps(input_doc, separators=(",", ":"), default=str)
+            decision = self._pre_decision(ctx, state, facts)
+            if decision is None:
+                try:
+                    if isinstance(self.engine, EmbeddedEngine):
+                        decision = parse_decision(self.engine.evaluate_json(input_json))
+                    else:
+                        decision = parse_decision(self.engine.evaluate_sync(input_doc))
+                except PolicyError as exc:
+                    log.error("policy engine failed: %s", exc, extra={"event": "policy_error"})
+                    decision = fail_closed(str(exc))
+            decisions.append(decision)
+            results.append((decision.to_document(), time.perf_counter_ns() - started))
+            input_jsons.append(input_json)
+        return self._entry(decisions, results, text, input_jsons)
+
+    async def _evaluate_async(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        text: str,
+        protocol: str,
+        analysis: Analysis | AnalysisError,
+    ) -> _Entry:
+        if isinstance(analysis, AnalysisError):
+            return self._entry_for_parse_error(ctx, text, protocol, analysis)
+        decisions, results, input_jsons = [], [], []
+        for facts, input_doc in self._inputs(ctx, protocol, analysis):
+            started = time.perf_counter_ns()
+            decision = self._pre_decision(ctx, state, facts)
+            if decision is None:
+                try:
+                    decision = parse_decision(await self.engine.evaluate(input_doc))
+                except PolicyError as exc:
+                    log.error("policy engine failed: %s", exc, extra={"event": "policy_error"})
+                    decision = fail_closed(str(exc))
+            decisions.append(decision)
+            results.append((decision.to_document(), time.perf_counter_ns() - started))
+            input_jsons.append(json.dumps(input_doc, separators=(",", ":"), default=str))
+        return self._entry(decisions, results, text, input_jsons)
+
+    def _entry_for_parse_error(
+        self, ctx: SessionContext, text: str, protocol: str, exc: AnalysisError
+    ) -> _Entry:
+        decision = Decision("deny", (f"the statement does not parse ({exc}); denied (fail closed)",))
+        input_doc = {
+            "identity": ctx.identity.to_document(),
+            "session": {"id": ctx.session_id, "connection": ctx.connection, "protocol": protocol},
+            "statement": {"text": text, "parse_error": str(exc)},
+        }
+        entry = self._entry([decision], [(decision.to_document(), 0)], text, [json.dumps(input_doc)])
+        # Same grammar as Postgres, so the client gets the syntax error Postgres would have sent.
+        entry.verdict = _refuse(
+            "42601", str(exc), detail="pgwarden could not parse the statement, so it was not forwarded"
+        )
+        return entry
+
+    @staticmethod
+    def _entry(
+        decisions: list[Decision],
+        results: list[tuple[dict[str, Any], int]],
+        text: str,
+        input_jsons: list[str],
+    ) -> _Entry:
+        combined = combine(decisions)
+        return _Entry(combined, _verdict(combined), results, text, input_jsons, time.monotonic())
+
+    # ------------------------------------------------------------------ bookkeeping and records
+    def _remember_and_finish(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        message: Query | Parse,
+        key: tuple[str, str, str, int, int],
+        entry: _Entry,
+        protocol: str,
+    ) -> Verdict:
+        state.cache[key] = entry
+        if len(state.cache) > _CACHE_PER_SESSION:
+            state.cache.popitem(last=False)
+        return self._finish(ctx, state, message, entry, protocol, cached=False)
+
+    def _input_jsons(self, ctx: SessionContext, entry: _Entry, text: str, protocol: str) -> list[str]:
+        """The inputs to record: the cached ones if the text is the same, else this statement's own."""
+        if entry.text == text:
+            return entry.input_jsons
+        analysis = cached_analysis(text)
+        assert not isinstance(analysis, AnalysisError)  # a facts-keyed hit implies the text parsed
+        return [
+            json.dumps(doc, separators=(",", ":"), default=str)
+            for _, doc in self._inputs(ctx, protocol, analysis)
+        ]
+
+    def _finish(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        message: Query | Parse,
+        entry: _Entry,
+        protocol: str,
+        *,
+        cached: bool,
+    ) -> Verdict:
+        verdict = entry.verdict
+        text = _sql_of(message)
+        first_id = ""
+        try:
+            for i, ((result, eval_ns), input_json) in enumerate(
+                zip(entry.results, self._input_jsons(ctx, entry, text, protocol), strict=True)
+            ):
+                decision_id = new_decision_id()
+                first_id = first_id or decision_id
+                self.decision_log.write(
+                    decision_id=decision_id,
+                    input_json=input_json,
+                    result=result,
+                    enforcement={
+                        "session": ctx.session_id,
+                        "connection": ctx.connection,
+                        "subject": ctx.identity.subject,
+                        "message_action": entry.decision.action,
+                        "forwarded": verdict.refusal is None,
+                        "statement_index": i,
+                        "cached": cached,
+                        "policy_version": self.engine.version,
+                    },
+                    metrics={"timer_pgwarden_decision_ns": 0 if cached else eval_ns},
+                )
+        except DecisionLogError as exc:
+            log.error("%s", exc, extra={"event": "decision_log_failed"})
+            return _refuse(
+                "42501",
+                "pgwarden cannot record its decision, so the statement was not forwarded (fail closed)",
+                detail=str(exc),
+            )
+        if verdict.refusal is not None:
+            verdict = _with_decision_id(verdict, first_id)
+        if isinstance(message, Parse):
+            state.statements[message.name] = _remembered(entry, verdict)
+        if verdict.refusal is None:
+            self._track_session_effects(ctx, state, message, entry)
+        return verdict
+
+    def _track_session_effects(
+        self, ctx: SessionContext, state: GateState, message: Query | Parse, entry: _Entry
+    ) -> None:
+        analysis = cached_analysis(_sql_of(message))
+        if isinstance(analysis, AnalysisError):
+            return
+        changed = False
+        for facts in analysis.statements:
+            doc = facts.document
+            flags = doc.get("flags", {})
+            if flags.get("changes_session_setting") or flags.get("sets_role") or doc.get("role_change"):
+                changed = True
+            prepare = doc.get("prepare")
+            if prepare:
+                state.statements[str(prepare.get("name"))] = _remembered(entry, ALLOW)
+                changed = True
+            dealloc = doc.get("deallocate")
+            if dealloc:
+                if dealloc.get("all"):
+                    state.statements = {k: v for k, v in state.statements.items() if k == ""}
+                else:
+                    state.statements.pop(str(dealloc.get("name")), None)
+                changed = True
+        if changed:
+            state.epoch += 1
+            state.cache.clear()
+
+
+def _remembered(entry: _Entry, verdict: Verdict) -> _Entry:
+    return _Entry(entry.decision, verdict, [], entry.text, [], entry.created)
+
+
+def _all_settings(doc: Any) -> list[dict[str, Any]]:
+    out = list(doc.get("settings") or [])
+    for nested in ("prepare", "explain"):
+        body = (doc.get(nested) or {}).get("body")
+        if body:
+            out.extend(_all_settings(body))
+    return out
+
+
+def _refuse(sqlstate: str, message: str, detail: str | None = None) -> Verdict:
+    return Verdict(refusal=ErrorResponse.build(sqlstate, message, detail=detail))
+
+
+def _verdict(decision: Decision) -> Verdict:
+    reasons = "; ".join(decision.reasons)
+    if decision.action == "allow":
+        return ALLOW
+    if decision.action == "deny":
+        return _refuse("42501", f"pgwarden denied this statement: {reasons}")
+    if decision.action == "review":
+        return _refuse(
+            "42501",
+            f"pgwarden: this statement needs approval ({reasons}), but approvals are not enabled on this "
+            "gateway, so it was not run",
+        )
+    columns = ", ".join(sorted({m.column for m in decision.masks}))
+    return _refuse(
+        "42501",
+        f"pgwarden: this statement would return masked columns ({columns}), but result masking is not "
+        "enabled on this gateway, so it was not run",
+        detail="Select only columns without labels, or ask for masking to be enabled.",
+    )
+
+
+def _with_decision_id(verdict: Verdict, decision_id: str) -> Verdict:
+    assert verdict.refusal is not None
+    err = verdict.refusal
+    fields = [(k, v) for k, v in err.fields if k != "D"]
+    detail = err.field("D")
+    fields.append(("D", f"decision id {decision_id}" + (f"; {detail}" if detail else "")))
+    return Verdict(
+        refusal=ErrorResponse(tuple(fields)), transformer=verdict.transformer, notices=verdict.notices
+    )
+
+
+async def explain(gate: PolicyGate, ctx: SessionContext, sql: str) -> list[tuple[dict[str, Any], Decision]]:
+    """The input documents and decisions for ``sql`` without running it (``pgwarden explain``)."""
+    analysis = cached_analysis(sql)
+    if isinstance(analysis, AnalysisError):
+        return [({"statement": {"text": sql, "parse_error": str(analysis)}}, fail_closed(str(analysis)))]
+    state = ctx.gate_state if isinstance(ctx.gate_state, GateState) else GateState()
+    out = []
+    for facts, input_doc in gate._inputs(ctx, "simple", analysis):
+        decision = gate._pre_decision(ctx, state, facts)
+        if decision is None:
+            try:
+                decision = parse_decision(await gate.engine.evaluate(input_doc))
+            except PolicyError as exc:
+                decision = fail_closed(str(exc))
+        out.append((input_doc, decision))
+    return out
