@@ -28,9 +28,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from enforcer.config import load_config  # noqa: E402
+from enforcer.config import SHIPPED_POLICIES, load_config  # noqa: E402
 from enforcer.identity.gateway_tokens import GatewayTokens, generate_key  # noqa: E402
 from enforcer.localpg import LocalPostgres, free_port  # noqa: E402
+
+ALLOW_ALL = REPO / "testdata" / "policies" / "allow_all"
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -89,7 +91,7 @@ def start_pgbouncer(work: Path, pg: LocalPostgres, app_password: str) -> tuple[s
 
 
 def start_gateway(
-    work: Path, pg: LocalPostgres, pwfile: Path, workers: int
+    work: Path, pg: LocalPostgres, pwfile: Path, workers: int, policy: Path, name: str
 ) -> tuple[subprocess.Popen[bytes], int, GatewayTokens]:
     port = free_port()
     key = work / "token.key"
@@ -108,8 +110,10 @@ def start_gateway(
             }
         },
         "logging": {"level": "warning"},
+        "policy": {"paths": [str(policy)]},
+        "audit": {"decision_log": str(work / f"decisions-{name}.jsonl")},
     }
-    path = work / f"gateway-w{workers}.yaml"
+    path = work / f"gateway-{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "enforcer.cli", "run", "--config", str(path), "--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=REPO)
@@ -152,16 +156,16 @@ def main() -> None:
                 "PGUSER": "app",
                 "PGPASSWORD": "x",
             }
-        for workers in (1, 2):
-            gw, gport, tokens = start_gateway(work, pg, pwfile, workers)
+        gateways = [
+            ("pgwarden, allow-all policy", ALLOW_ALL, 1),
+            ("pgwarden, shipped policy", SHIPPED_POLICIES, 1),
+            ("pgwarden, shipped policy, 2 workers", SHIPPED_POLICIES, 2),
+        ]
+        for i, (label, policy, workers) in enumerate(gateways):
+            gw, gport, tokens = start_gateway(work, pg, pwfile, workers, policy, f"g{i}")
             procs.append(gw)
             token = tokens.issue("bench", ["agents"], 3600)
-            targets[f"pgwarden (workers={workers})"] = {
-                **base,
-                "PGPORT": str(gport),
-                "PGUSER": "bench",
-                "PGPASSWORD": token,
-            }
+            targets[label] = {**base, "PGPORT": str(gport), "PGUSER": "bench", "PGPASSWORD": token}
 
         rows = []
         commands = set()
@@ -178,7 +182,10 @@ def main() -> None:
                     print(
                         f"c={clients} {mode:8} {name:22} {tps:10.1f} tps  {tps / tps_direct:.2f}x", flush=True
                     )
-        write_results(args, rows, sorted(commands))
+        from bench.policy_cost import measure
+
+        costs = measure(500)
+        write_results(args, rows, sorted(commands), costs)
     finally:
         for p in procs:
             p.terminate()
@@ -191,7 +198,10 @@ def main() -> None:
 
 
 def write_results(
-    args: argparse.Namespace, rows: list[tuple[int, str, str, float, float]], commands: list[str]
+    args: argparse.Namespace,
+    rows: list[tuple[int, str, str, float, float]],
+    commands: list[str],
+    costs: list[tuple[str, str, float]],
 ) -> None:
     cpu = platform.processor() or platform.machine()
     lines = [
@@ -201,15 +211,31 @@ def write_results(
         f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores, {cpu}, "
         f"Python {platform.python_version()}).",
         "Postgres, pgbench, pgbouncer and the gateway share the machine: compare the ratios, "
-        "not absolute tps.",
-        "The gateway runs its bare proxy gate (allow-all, issue 2 stage) on a plaintext loopback listener,",
-        "like direct and pgbouncer; pgbouncer runs in session mode with auth_type=any.",
+        "not absolute tps. See bench/README.md for how to read them.",
+        "The gateway listens in plaintext on loopback like direct and pgbouncer (pgbouncer: session",
+        "mode, auth_type=any) and writes its decision log. 'allow-all policy' is",
+        "testdata/policies/allow_all (every statement still analysed, decided and recorded);",
+        "'shipped policy' is policies/rego with its default data (user bench in group agents).",
+        "",
+        "## pgbench -S",
         "",
         "| clients | mode | target | tps | ratio to direct |",
         "|---:|---|---|---:|---:|",
     ]
     for clients, mode, name, tps, ratio in rows:
         lines.append(f"| {clients} | {mode} | {name} | {tps:.0f} | {ratio:.2f} |")
+    lines += [
+        "",
+        "## Per-statement cost of analysis and decision",
+        "",
+        "Median microseconds per call (bench/policy_cost.py, same run). 'cached' means the",
+        "per-session decision cache answered; the decision record is still written.",
+        "",
+        "| statement | stage | µs |",
+        "|---|---|---:|",
+    ]
+    for label, stage, us in costs:
+        lines.append(f"| {label} | {stage} | {us:.1f} |")
     lines += ["", "pgbench commands (environment selects the target):", ""]
     lines += [f"    {c}" for c in commands]
     lines.append("")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -70,7 +71,11 @@ def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
     texts = engine.texts if isinstance(engine, EmbeddedEngine) else []
     cache_key = choose_cache_key(pc.decision_cache_key, texts) if texts else "exact"
     return PolicyGate(
-        engine, DecisionLog(log_path, labels), cache_ttl=pc.decision_cache_ttl, cache_key=cache_key
+        engine,
+        DecisionLog(log_path, labels),
+        cache_ttl=pc.decision_cache_ttl,
+        cache_key=cache_key,
+        record_ast=config.audit.record_ast,
     )
 
 
@@ -84,6 +89,13 @@ def _run_gateway(
     from enforcer.proxy.server import Gateway
 
     logs.configure(config.logging.level, config.logging.format)
+    # The gateway allocates many short-lived, acyclic objects per statement (parse trees, documents);
+    # with CPython's default thresholds the cyclic collector then runs every few statements and walks
+    # every cached analysis. Freeze what start-up built and collect far less often (measured: about
+    # +30% pgbench tps through the gateway).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         tokens = GatewayTokens(config.gateway_tokens)
     except ValueError as exc:

@@ -154,6 +154,8 @@ class PolicyConfig:
 @dataclass(frozen=True)
 class AuditConfig:
     decision_log: Path | None = None
+    #: Keep the full AST in recorded inputs (it can be re-derived from the recorded text).
+    record_ast: bool = False
 
 
 #: The policies shipped with pgwarden (used when the configuration names none).
@@ -446,6 +448,9 @@ def _policy(raw: dict[str, Any], base: Path) -> PolicyConfig:
 
 
 def _audit(raw: dict[str, Any], base: Path) -> AuditConfig:
-    _reject_unknown(raw, {"decision_log"}, "audit")
+    _reject_unknown(raw, {"decision_log", "record_ast"}, "audit")
     log = raw.get("decision_log")
-    return AuditConfig(decision_log=_path(log, "audit.decision_log", base, must_exist=False) if log else None)
+    return AuditConfig(
+        decision_log=_path(log, "audit.decision_log", base, must_exist=False) if log else None,
+        record_ast=_bool(raw, "record_ast", "audit", False),
+    )

@@ -58,13 +58,26 @@ _READS_RAW_STATEMENT = re.compile(r"\.(text|ast|fingerprint)\b|\bwalk\(|statemen
 
 
 @lru_cache(maxsize=8192)
-def facts_key(text: str) -> str:
-    """The statement facts minus text/AST: statements that differ only in literals share it."""
+def statement_jsons(text: str) -> tuple[str, ...] | None:
+    """Per statement, the facts as sorted JSON without text/AST/fingerprint/index (None: no parse)."""
     analysis = cached_analysis(text)
     if isinstance(analysis, AnalysisError):
-        return "\0" + text
-    docs = [{k: v for k, v in f.document.items() if k not in _NOT_IN_FACTS_KEY} for f in analysis.statements]
-    return json.dumps(docs, sort_keys=True, separators=(",", ":"), default=str)
+        return None
+    return tuple(
+        json.dumps(
+            {k: v for k, v in f.document.items() if k not in _NOT_IN_FACTS_KEY},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        for f in analysis.statements
+    )
+
+
+def facts_key(text: str) -> str:
+    """The statement facts minus text/AST: statements that differ only in literals share it."""
+    jsons = statement_jsons(text)
+    return "\0" + text if jsons is None else "\x1e".join(jsons)
 
 
 def choose_cache_key(mode: str, policy_texts: list[str]) -> str:
@@ -82,9 +95,7 @@ class _Entry:
     verdict: Verdict
     #: Per statement: the result document and the evaluation time, for the decision records.
     results: list[tuple[dict[str, Any], int]]
-    #: The exact text the inputs below were built from, and the serialised inputs.
     text: str
-    input_jsons: list[str]
     created: float
 
 
@@ -96,6 +107,7 @@ class GateState:
     portals: dict[str, _Entry] = field(default_factory=dict)
     cache: OrderedDict[tuple[str, str, str, int, int], _Entry] = field(default_factory=OrderedDict)
     epoch: int = 0
+    identity_json: str | None = None
 
 
 def _sql_of(msg: Query | Parse) -> str:
@@ -110,11 +122,13 @@ class PolicyGate:
         *,
         cache_ttl: float = 60.0,
         cache_key: str = "exact",
+        record_ast: bool = False,
     ) -> None:
         self.engine = engine
         self.decision_log = decision_log
         self.cache_ttl = cache_ttl
         self.cache_key = cache_key
+        self.record_ast = record_ast
 
     # ------------------------------------------------------------------ entry point
     def decide(self, ctx: SessionContext, message: SQLMessage) -> Verdict | Awaitable[Verdict]:
@@ -175,7 +189,18 @@ class PolicyGate:
         self, ctx: SessionContext, protocol: str, analysis: Analysis
     ) -> list[tuple[StatementFacts, dict[str, Any]]]:
         identity = ctx.identity.to_document()
-        session = {
+        session = self._session_document(ctx, protocol)
+        count = len(analysis.statements)
+        out = []
+        for facts in analysis.statements:
+            statement = facts.to_document(include_ast=True)
+            statement["message"] = {"index": facts.index, "count": count}
+            out.append((facts, {"identity": identity, "session": session, "statement": statement}))
+        return out
+
+    @staticmethod
+    def _session_document(ctx: SessionContext, protocol: str) -> dict[str, Any]:
+        return {
             "id": ctx.session_id,
             "connection": ctx.connection,
             "database": ctx.database,
@@ -186,13 +211,6 @@ class PolicyGate:
             "protocol": protocol,
             "parameters": dict(ctx.parameters),
         }
-        count = len(analysis.statements)
-        out = []
-        for facts in analysis.statements:
-            statement = facts.to_document(include_ast=True)
-            statement["message"] = {"index": facts.index, "count": count}
-            out.append((facts, {"identity": identity, "session": session, "statement": statement}))
-        return out
 
     def _pre_decision(self, ctx: SessionContext, state: GateState, facts: StatementFacts) -> Decision | None:
         """Rules the gateway enforces itself, before and regardless of the policy."""
@@ -233,7 +251,7 @@ class PolicyGate:
     ) -> _Entry:
         if isinstance(analysis, AnalysisError):
             return self._entry_for_parse_error(ctx, text, protocol, analysis)
-        decisions, results, input_jsons = [], [], []
+        decisions, results = [], []
         for facts, input_doc in self._inputs(ctx, protocol, analysis):
             started = time.perf_counter_ns()
             input_json = json.dumps(input_doc, separators=(",", ":"), default=str)
@@ -249,8 +267,7 @@ class PolicyGate:
                     decision = fail_closed(str(exc))
             decisions.append(decision)
             results.append((decision.to_document(), time.perf_counter_ns() - started))
-            input_jsons.append(input_json)
-        return self._entry(decisions, results, text, input_jsons)
+        return self._entry(decisions, results, text)
 
     async def _evaluate_async(
         self,
@@ -262,7 +279,7 @@ class PolicyGate:
     ) -> _Entry:
         if isinstance(analysis, AnalysisError):
             return self._entry_for_parse_error(ctx, text, protocol, analysis)
-        decisions, results, input_jsons = [], [], []
+        decisions, results = [], []
         for facts, input_doc in self._inputs(ctx, protocol, analysis):
             started = time.perf_counter_ns()
             decision = self._pre_decision(ctx, state, facts)
@@ -274,19 +291,13 @@ class PolicyGate:
                     decision = fail_closed(str(exc))
             decisions.append(decision)
             results.append((decision.to_document(), time.perf_counter_ns() - started))
-            input_jsons.append(json.dumps(input_doc, separators=(",", ":"), default=str))
-        return self._entry(decisions, results, text, input_jsons)
+        return self._entry(decisions, results, text)
 
     def _entry_for_parse_error(
         self, ctx: SessionContext, text: str, protocol: str, exc: AnalysisError
     ) -> _Entry:
         decision = Decision("deny", (f"the statement does not parse ({exc}); denied (fail closed)",))
-        input_doc = {
-            "identity": ctx.identity.to_document(),
-            "session": {"id": ctx.session_id, "connection": ctx.connection, "protocol": protocol},
-            "statement": {"text": text, "parse_error": str(exc)},
-        }
-        entry = self._entry([decision], [(decision.to_document(), 0)], text, [json.dumps(input_doc)])
+        entry = self._entry([decision], [(decision.to_document(), 0)], text)
         # Same grammar as Postgres, so the client gets the syntax error Postgres would have sent.
         entry.verdict = _refuse(
             "42601", str(exc), detail="pgwarden could not parse the statement, so it was not forwarded"
@@ -294,14 +305,9 @@ class PolicyGate:
         return entry
 
     @staticmethod
-    def _entry(
-        decisions: list[Decision],
-        results: list[tuple[dict[str, Any], int]],
-        text: str,
-        input_jsons: list[str],
-    ) -> _Entry:
+    def _entry(decisions: list[Decision], results: list[tuple[dict[str, Any], int]], text: str) -> _Entry:
         combined = combine(decisions)
-        return _Entry(combined, _verdict(combined), results, text, input_jsons, time.monotonic())
+        return _Entry(combined, _verdict(combined), results, text, time.monotonic())
 
     # ------------------------------------------------------------------ bookkeeping and records
     def _remember_and_finish(
@@ -318,16 +324,33 @@ class PolicyGate:
             state.cache.popitem(last=False)
         return self._finish(ctx, state, message, entry, protocol, cached=False)
 
-    def _input_jsons(self, ctx: SessionContext, entry: _Entry, text: str, protocol: str) -> list[str]:
-        """The inputs to record: the cached ones if the text is the same, else this statement's own."""
-        if entry.text == text:
-            return entry.input_jsons
+    def _record_inputs(self, ctx: SessionContext, state: GateState, text: str, protocol: str) -> list[str]:
+        """The recorded ``input`` of each statement, built from cached JSON pieces.
+
+        The AST is left out unless ``audit.record_ast`` is set: it is re-derivable from the
+        recorded text with the same parser (OPA's decision logs erase input fields the same way).
+        """
         analysis = cached_analysis(text)
-        assert not isinstance(analysis, AnalysisError)  # a facts-keyed hit implies the text parsed
-        return [
-            json.dumps(doc, separators=(",", ":"), default=str)
-            for _, doc in self._inputs(ctx, protocol, analysis)
-        ]
+        jsons = statement_jsons(text)
+        if isinstance(analysis, AnalysisError) or jsons is None:
+            return [json.dumps({"statement": {"text": text, "parse_error": str(analysis)}})]
+        if state.identity_json is None:
+            state.identity_json = json.dumps(ctx.identity.to_document(), separators=(",", ":"), default=str)
+        session = json.dumps(self._session_document(ctx, protocol), separators=(",", ":"), default=str)
+        count = len(analysis.statements)
+        out = []
+        for facts, rest in zip(analysis.statements, jsons, strict=True):
+            head = (
+                f'{{"text":{json.dumps(facts.text)},"index":{facts.index},'
+                f'"fingerprint":{json.dumps(facts.document.get("fingerprint"))},'
+                f'"message":{{"index":{facts.index},"count":{count}}},'
+            )
+            if self.record_ast:
+                head += f'"ast":{json.dumps(facts.ast, separators=(",", ":"))},'
+            out.append(
+                f'{{"identity":{state.identity_json},"session":{session},"statement":{head}{rest[1:]}}}'
+            )
+        return out
 
     def _finish(
         self,
@@ -344,7 +367,7 @@ class PolicyGate:
         first_id = ""
         try:
             for i, ((result, eval_ns), input_json) in enumerate(
-                zip(entry.results, self._input_jsons(ctx, entry, text, protocol), strict=True)
+                zip(entry.results, self._record_inputs(ctx, state, text, protocol), strict=True)
             ):
                 decision_id = new_decision_id()
                 first_id = first_id or decision_id
@@ -408,7 +431,7 @@ class PolicyGate:
 
 
 def _remembered(entry: _Entry, verdict: Verdict) -> _Entry:
-    return _Entry(entry.decision, verdict, [], entry.text, [], entry.created)
+    return _Entry(entry.decision, verdict, [], entry.text, entry.created)
 
 
 def _all_settings(doc: Any) -> list[dict[str, Any]]:
