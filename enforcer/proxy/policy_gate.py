@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import pglast.parser
+
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
 from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
@@ -78,6 +80,37 @@ def facts_key(text: str) -> str:
     """The statement facts minus text/AST: statements that differ only in literals share it."""
     jsons = statement_jsons(text)
     return "\0" + text if jsons is None else "\x1e".join(jsons)
+
+
+def normalised(text: str) -> str | None:
+    try:
+        return pglast.parser.normalize(text)
+    except pglast.parser.ParseError:
+        return None
+
+
+#: Statement kinds whose facts come from identifiers and structure only, never from literal values.
+_LITERAL_INDEPENDENT_KINDS = frozenset({"select", "insert", "update", "delete", "merge"})
+
+
+@lru_cache(maxsize=8192)
+def literal_independent(norm: str) -> bool:
+    """True if analysing ``norm`` (literals replaced by $n) yields the facts of any of its instances."""
+    analysis = cached_analysis(norm)
+    if isinstance(analysis, AnalysisError) or len(analysis.statements) != 1:
+        return False
+    doc = analysis.statements[0].document
+    flags = doc.get("flags", {})
+    return (
+        doc.get("kind") in _LITERAL_INDEPENDENT_KINDS
+        and not doc.get("settings")
+        and not doc.get("role_change")
+        and not any(doc.get(k) for k in ("copy", "prepare", "execute", "deallocate", "explain"))
+        and not flags.get("side_effect_functions")
+        and not flags.get("executes_dynamic_sql")
+        and not flags.get("sets_role")
+        and not flags.get("changes_session_setting")
+    )
 
 
 def choose_cache_key(mode: str, policy_texts: list[str]) -> str:
@@ -148,17 +181,31 @@ class PolicyGate:
             state.statements.pop("", None)
             state.portals.pop("", None)
         text = _sql_of(message)
-        body = facts_key(text) if self.cache_key == "facts" else text
+        source = self._analysis_source(text)
+        body = facts_key(source) if self.cache_key == "facts" else text
         key = (body, protocol, ctx.transaction_status, state.epoch, ctx.parameters_epoch)
         entry = state.cache.get(key)
         if entry is not None and time.monotonic() - entry.created <= self.cache_ttl:
             state.cache.move_to_end(key)
-            return self._finish(ctx, state, message, entry, protocol, cached=True)
-        analysis = cached_analysis(text)
+            return self._finish(ctx, state, message, entry, protocol, source, cached=True)
+        analysis = cached_analysis(source)
         if not self.engine.synchronous:
-            return self._decide_async(ctx, state, message, text, protocol, key, analysis)
-        entry = self._evaluate_sync(ctx, state, text, protocol, analysis)
-        return self._remember_and_finish(ctx, state, message, key, entry, protocol)
+            return self._decide_async(ctx, state, message, text, source, protocol, key, analysis)
+        entry = self._evaluate_sync(ctx, state, text, protocol, analysis, normalised=source != text)
+        return self._remember_and_finish(ctx, state, message, key, entry, protocol, source)
+
+    def _analysis_source(self, text: str) -> str:
+        """The text to analyse: the statement itself, or its literal-normalised form when that is equivalent.
+
+        With facts-keyed caching (the policy reads neither text nor AST), a single statement whose
+        facts cannot depend on literal values is analysed in its normalised form (literals replaced
+        by $n, as pg_stat_statements does), so that a client sending the same statement with
+        different literals (psql scripts, simple-protocol drivers) is analysed once, not every time.
+        """
+        if self.cache_key != "facts" or self.record_ast:
+            return text
+        norm = normalised(text)
+        return norm if norm is not None and norm != text and literal_independent(norm) else text
 
     def _bind(self, state: GateState, message: Bind) -> Verdict:
         entry = state.statements.get(message.statement)
@@ -177,23 +224,27 @@ class PolicyGate:
         state: GateState,
         message: Query | Parse,
         text: str,
+        source: str,
         protocol: str,
         key: tuple[str, str, str, int, int],
         analysis: Analysis | AnalysisError,
     ) -> Verdict:
-        entry = await self._evaluate_async(ctx, state, text, protocol, analysis)
-        return self._remember_and_finish(ctx, state, message, key, entry, protocol)
+        entry = await self._evaluate_async(ctx, state, text, protocol, analysis, normalised=source != text)
+        return self._remember_and_finish(ctx, state, message, key, entry, protocol, source)
 
     # ------------------------------------------------------------------ evaluation
     def _inputs(
-        self, ctx: SessionContext, protocol: str, analysis: Analysis
+        self, ctx: SessionContext, protocol: str, analysis: Analysis, original_text: str | None = None
     ) -> list[tuple[StatementFacts, dict[str, Any]]]:
+        """The input documents; ``original_text`` replaces the text of a normalised single statement."""
         identity = ctx.identity.to_document()
         session = self._session_document(ctx, protocol)
         count = len(analysis.statements)
         out = []
         for facts in analysis.statements:
             statement = facts.to_document(include_ast=True)
+            if original_text is not None:
+                statement["text"] = original_text
             statement["message"] = {"index": facts.index, "count": count}
             out.append((facts, {"identity": identity, "session": session, "statement": statement}))
         return out
@@ -248,11 +299,13 @@ class PolicyGate:
         text: str,
         protocol: str,
         analysis: Analysis | AnalysisError,
+        *,
+        normalised: bool = False,
     ) -> _Entry:
         if isinstance(analysis, AnalysisError):
             return self._entry_for_parse_error(ctx, text, protocol, analysis)
         decisions, results = [], []
-        for facts, input_doc in self._inputs(ctx, protocol, analysis):
+        for facts, input_doc in self._inputs(ctx, protocol, analysis, text if normalised else None):
             started = time.perf_counter_ns()
             input_json = json.dumps(input_doc, separators=(",", ":"), default=str)
             decision = self._pre_decision(ctx, state, facts)
@@ -276,11 +329,13 @@ class PolicyGate:
         text: str,
         protocol: str,
         analysis: Analysis | AnalysisError,
+        *,
+        normalised: bool = False,
     ) -> _Entry:
         if isinstance(analysis, AnalysisError):
             return self._entry_for_parse_error(ctx, text, protocol, analysis)
         decisions, results = [], []
-        for facts, input_doc in self._inputs(ctx, protocol, analysis):
+        for facts, input_doc in self._inputs(ctx, protocol, analysis, text if normalised else None):
             started = time.perf_counter_ns()
             decision = self._pre_decision(ctx, state, facts)
             if decision is None:
@@ -318,20 +373,23 @@ class PolicyGate:
         key: tuple[str, str, str, int, int],
         entry: _Entry,
         protocol: str,
+        source: str,
     ) -> Verdict:
         state.cache[key] = entry
         if len(state.cache) > _CACHE_PER_SESSION:
             state.cache.popitem(last=False)
-        return self._finish(ctx, state, message, entry, protocol, cached=False)
+        return self._finish(ctx, state, message, entry, protocol, source, cached=False)
 
-    def _record_inputs(self, ctx: SessionContext, state: GateState, text: str, protocol: str) -> list[str]:
+    def _record_inputs(
+        self, ctx: SessionContext, state: GateState, text: str, source: str, protocol: str
+    ) -> list[str]:
         """The recorded ``input`` of each statement, built from cached JSON pieces.
 
         The AST is left out unless ``audit.record_ast`` is set: it is re-derivable from the
         recorded text with the same parser (OPA's decision logs erase input fields the same way).
         """
-        analysis = cached_analysis(text)
-        jsons = statement_jsons(text)
+        analysis = cached_analysis(source)
+        jsons = statement_jsons(source)
         if isinstance(analysis, AnalysisError) or jsons is None:
             return [json.dumps({"statement": {"text": text, "parse_error": str(analysis)}})]
         if state.identity_json is None:
@@ -340,8 +398,9 @@ class PolicyGate:
         count = len(analysis.statements)
         out = []
         for facts, rest in zip(analysis.statements, jsons, strict=True):
+            shown = text if source != text else facts.text  # normalised: always one statement
             head = (
-                f'{{"text":{json.dumps(facts.text)},"index":{facts.index},'
+                f'{{"text":{json.dumps(shown)},"index":{facts.index},'
                 f'"fingerprint":{json.dumps(facts.document.get("fingerprint"))},'
                 f'"message":{{"index":{facts.index},"count":{count}}},'
             )
@@ -359,6 +418,7 @@ class PolicyGate:
         message: Query | Parse,
         entry: _Entry,
         protocol: str,
+        source: str,
         *,
         cached: bool,
     ) -> Verdict:
@@ -367,7 +427,7 @@ class PolicyGate:
         first_id = ""
         try:
             for i, ((result, eval_ns), input_json) in enumerate(
-                zip(entry.results, self._record_inputs(ctx, state, text, protocol), strict=True)
+                zip(entry.results, self._record_inputs(ctx, state, text, source, protocol), strict=True)
             ):
                 decision_id = new_decision_id()
                 first_id = first_id or decision_id
@@ -399,13 +459,11 @@ class PolicyGate:
         if isinstance(message, Parse):
             state.statements[message.name] = _remembered(entry, verdict)
         if verdict.refusal is None:
-            self._track_session_effects(ctx, state, message, entry)
+            self._track_session_effects(state, source, entry)
         return verdict
 
-    def _track_session_effects(
-        self, ctx: SessionContext, state: GateState, message: Query | Parse, entry: _Entry
-    ) -> None:
-        analysis = cached_analysis(_sql_of(message))
+    def _track_session_effects(self, state: GateState, source: str, entry: _Entry) -> None:
+        analysis = cached_analysis(source)
         if isinstance(analysis, AnalysisError):
             return
         changed = False

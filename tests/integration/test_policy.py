@@ -179,7 +179,16 @@ def test_decision_records(gw, agent) -> None:
     assert rec["labels"]["policy_version"] and rec["labels"]["engine"] == "embedded"
     # Every record is valid JSON with the same input shape the policy saw (minus the AST).
     for r in gw.decisions():
-        assert {"decision_id", "timestamp", "path", "input", "result", "labels", "metrics", "enforcement"} <= set(r)
+        assert {
+            "decision_id",
+            "timestamp",
+            "path",
+            "input",
+            "result",
+            "labels",
+            "metrics",
+            "enforcement",
+        } <= set(r)
 
 
 def test_opa_backend_and_fail_closed(gateway_factory) -> None:

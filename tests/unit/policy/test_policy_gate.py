@@ -1,0 +1,174 @@
+"""The policy gate without sockets: memory for the extended protocol, caches, records, fail closed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enforcer.audit.decision_log import DecisionLog, DecisionLogError
+from enforcer.config import SHIPPED_POLICIES
+from enforcer.identity import Identity
+from enforcer.policy.engine import EmbeddedEngine, PolicyError
+from enforcer.proxy.gate import SessionContext, Verdict
+from enforcer.proxy.policy_gate import PolicyGate, cached_analysis, choose_cache_key, literal_independent
+from enforcer.wire import Bind, Execute, Parse, Query
+
+ENGINE = EmbeddedEngine([SHIPPED_POLICIES])
+
+
+def ctx(groups: tuple[str, ...] = ("agents",)) -> SessionContext:
+    identity = Identity("ci-bot", "pgwarden", groups, "gateway-token", time.time() + 60)
+    return SessionContext("s1", identity, "demo", "demo", "127.0.0.1:1", True)
+
+
+def gate(**kw: Any) -> PolicyGate:
+    kw.setdefault("cache_key", choose_cache_key("auto", ENGINE.texts))
+    return PolicyGate(ENGINE, DecisionLog(None), **kw)
+
+
+def decide(g: PolicyGate, c: SessionContext, msg: Any) -> Verdict:
+    v = g.decide(c, msg)
+    assert isinstance(v, Verdict)
+    return v
+
+
+def test_shipped_policy_allows_facts_keyed_cache() -> None:
+    assert choose_cache_key("auto", ENGINE.texts) == "facts"
+    assert choose_cache_key("auto", ["package x\nallow if input.statement.text == 'x'"]) == "exact"
+    assert choose_cache_key("auto", ["package x\nallow if walk(input, [p, v])"]) == "exact"
+
+
+def test_extended_protocol_memory() -> None:
+    g, c = gate(), ctx()
+    assert decide(g, c, Parse("ok", "SELECT name FROM products WHERE id = $1", ())).allowed
+    assert not decide(g, c, Parse("bad", "DELETE FROM orders", ())).allowed
+    assert decide(g, c, Bind("p1", "ok", (), (b"1",), ())).allowed
+    assert decide(g, c, Execute("p1", 0)).allowed
+    refused = decide(g, c, Bind("p2", "bad", (), (), ()))
+    assert refused.refusal is not None and refused.refusal.sqlstate == "42501"
+    assert not decide(g, c, Execute("p2", 0)).allowed
+    never = decide(g, c, Bind("", "never-parsed", (), (), ()))
+    assert never.refusal is not None and never.refusal.sqlstate == "26000"
+    unknown_portal = decide(g, c, Execute("nope", 0))
+    assert unknown_portal.refusal is not None and unknown_portal.refusal.sqlstate == "26000"
+
+
+def test_sql_prepare_execute_and_deallocate() -> None:
+    g, c = gate(), ctx()
+    assert decide(g, c, Query("PREPARE q AS SELECT name FROM products WHERE id = $1")).allowed
+    assert decide(g, c, Query("EXECUTE q(1)")).allowed
+    assert not decide(g, c, Query("PREPARE w AS DELETE FROM orders")).allowed
+    assert not decide(g, c, Query("EXECUTE w")).allowed
+    assert decide(g, c, Query("DEALLOCATE q")).allowed
+    assert not decide(g, c, Query("EXECUTE q(1)")).allowed
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET client_encoding = 'LATIN1'",
+        "SET standard_conforming_strings = off",
+        "RESET standard_conforming_strings",
+        "SELECT set_config('client_encoding', 'SQL_ASCII', false)",
+    ],
+)
+def test_pinned_settings_are_refused_whatever_the_policy(sql: str) -> None:
+    v = decide(gate(), ctx(("dba",)), Query(sql))
+    assert v.refusal is not None and "pinned" in v.refusal.message
+
+
+def test_literals_share_one_analysis_but_records_keep_their_text() -> None:
+    g, c = gate(), ctx()
+    cached_analysis.cache_clear()
+    for aid in (1, 2, 3):
+        assert decide(g, c, Query(f"SELECT name FROM products WHERE id = {aid}")).allowed
+    assert cached_analysis.cache_info().currsize == 1  # only the normalised form was analysed
+    texts = [r["input"]["statement"]["text"] for r in g.decision_log.memory]
+    assert texts == [f"SELECT name FROM products WHERE id = {aid}" for aid in (1, 2, 3)]
+    assert [r["enforcement"]["cached"] for r in g.decision_log.memory] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET search_path = 'evil'",
+        "SELECT set_config('role', 'postgres', false)",
+        "SELECT pg_read_file('/etc/passwd')",
+        "COPY orders TO PROGRAM 'cat'",
+        "SELECT query_to_xml('DELETE FROM orders', true, true, '')",
+    ],
+)
+def test_literal_dependent_statements_are_analysed_as_written(sql: str) -> None:
+    from enforcer.proxy.policy_gate import normalised
+
+    norm = normalised(sql)
+    assert norm is None or norm == sql or not literal_independent(norm)
+
+
+def test_cache_is_invalidated_by_session_changes() -> None:
+    g, c = gate(), ctx()
+    decide(g, c, Query("SELECT name FROM products"))
+    decide(g, c, Query("SELECT name FROM products"))
+    assert [r["enforcement"]["cached"] for r in g.decision_log.memory] == [False, True]
+    decide(g, c, Query("SET application_name = 'x'"))
+    decide(g, c, Query("SELECT name FROM products"))
+    assert g.decision_log.memory[-1]["enforcement"]["cached"] is False
+    c.transaction_status = "T"
+    decide(g, c, Query("SELECT name FROM products"))
+    assert g.decision_log.memory[-1]["enforcement"]["cached"] is False
+
+
+class BrokenEngine:
+    name = "broken"
+    version = "x"
+    synchronous = True
+    texts: list[str] = []
+
+    def __init__(self, result: Any = None, error: bool = False) -> None:
+        self.result = result
+        self.error = error
+
+    def evaluate_sync(self, input_doc: dict[str, Any]) -> Any:
+        if self.error:
+            raise PolicyError("engine exploded")
+        return self.result
+
+    async def evaluate(self, input_doc: dict[str, Any]) -> Any:
+        return self.evaluate_sync(input_doc)
+
+
+@pytest.mark.parametrize(
+    "engine,fragment",
+    [
+        (BrokenEngine(error=True), "engine exploded"),
+        (BrokenEngine(result=None), "undefined"),
+        (BrokenEngine(result={"action": "allow-ish"}), "unknown action"),
+        (BrokenEngine(result={"action": "mask", "masks": []}), "without any mask"),
+        (BrokenEngine(result=["allow"]), "not an object"),
+    ],
+)
+def test_fail_closed(engine: BrokenEngine, fragment: str) -> None:
+    g = PolicyGate(engine, DecisionLog(None))  # type: ignore[arg-type]
+    v = decide(g, ctx(), Query("SELECT 1"))
+    assert v.refusal is not None and v.refusal.sqlstate == "42501"
+    assert "fail closed" in v.refusal.message and fragment in v.refusal.message
+    assert g.decision_log.memory[0]["result"]["action"] == "deny"
+
+
+def test_unwritable_decision_log_refuses(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.jsonl")
+    log.close()
+    log._fd = 999_999  # a descriptor that does not exist: every write fails
+    g = PolicyGate(ENGINE, log)
+    v = decide(g, ctx(), Query("SELECT name FROM products"))
+    assert v.refusal is not None and "cannot record its decision" in v.refusal.message
+    with pytest.raises(DecisionLogError):
+        log.write(decision_id="x", input_json="{}", result={}, enforcement={}, metrics={})
+
+
+def test_parse_error_is_refused_as_syntax_error() -> None:
+    v = decide(gate(), ctx(), Query("SELEC 1"))
+    assert v.refusal is not None and v.refusal.sqlstate == "42601" and "syntax error" in v.refusal.message
