@@ -88,8 +88,29 @@ def measure(n: int) -> list[tuple[str, str, float]]:
             g.decision_log.memory.clear()
 
         rows.append((label, "gate total, decision cached (record still written)", per_call(full_cached, n)))
+    rows.append(
+        (
+            "pgbench -S select",
+            "gate total, new literal each time (pgbench -M simple)",
+            unique_literals(engine, n),
+        )
+    )
     rows += measure_opa(max(n // 10, 50))
     return rows
+
+
+def unique_literals(engine: EmbeddedEngine, n: int) -> float:
+    from enforcer.proxy.policy_gate import choose_cache_key
+
+    gate = PolicyGate(engine, DecisionLog(None), cache_key=choose_cache_key("auto", engine.texts))
+    c = ctx()
+    counter = iter(range(10**9))
+
+    def one() -> None:
+        gate.decide(c, Query(f"SELECT abalance FROM pgbench_accounts WHERE aid = {next(counter)}"))
+        gate.decision_log.memory.clear()
+
+    return per_call(one, n)
 
 
 def measure_opa(n: int) -> list[tuple[str, str, float]]:
