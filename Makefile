@@ -25,6 +25,7 @@ typecheck: venv
 
 test: venv lint typecheck
 	$(BIN)/pgwarden policy test policies/rego
+	$(BIN)/pgwarden policy test testdata/policies/github_actions
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 policy-test: venv

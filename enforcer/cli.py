@@ -20,7 +20,9 @@ from enforcer.config import Config, ConfigError, load_config, parse_duration
 from enforcer.policy.engine import PolicyError
 
 if TYPE_CHECKING:
+    from enforcer.identity.oidc import OIDCVerifier
     from enforcer.proxy.policy_gate import PolicyGate
+    from enforcer.proxy.server import Gateway
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="pgwarden: a policy-as-code gateway for Postgres."
@@ -79,6 +81,48 @@ def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
     )
 
 
+async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCVerifier | None) -> None:
+    """Serve until SIGTERM; SIGHUP reloads policies and data (a broken policy keeps the old one)."""
+    import logging
+
+    from enforcer.policy.engine import EmbeddedEngine
+
+    log = logging.getLogger("pgwarden.server")
+
+    def reload() -> None:
+        if not isinstance(gate.engine, EmbeddedEngine):
+            log.info(
+                "SIGHUP: the OPA engine reloads its own bundles", extra={"event": "policy_reload_skipped"}
+            )
+            return
+        try:
+            engine = EmbeddedEngine(list(config.policy.paths))
+        except PolicyError as exc:
+            log.error(
+                "policy reload rejected, keeping version %s: %s",
+                gate.engine.version,
+                exc,
+                extra={"event": "policy_reload_failed"},
+            )
+            return
+        old = gate.engine.version
+        gate.replace_engine(engine)
+        log.info(
+            "policies reloaded",
+            extra={"event": "policy_reloaded", "fields": {"from": old, "to": engine.version}},
+        )
+
+    prefetch = asyncio.ensure_future(oidc.prefetch()) if oidc is not None else None  # warm, do not block
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await gateway.serve_forever()
+    finally:
+        if prefetch is not None:
+            prefetch.cancel()
+        if oidc is not None:
+            await oidc.aclose()
+
+
 def _run_gateway(
     config: Config, *, worker_index: int = 0, worker_count: int = 1, run_dir: Path | None = None
 ) -> None:
@@ -86,6 +130,7 @@ def _run_gateway(
 
     from enforcer import logs
     from enforcer.identity.gateway_tokens import GatewayTokens
+    from enforcer.identity.router import IssuerRouter
     from enforcer.proxy.server import Gateway
 
     logs.configure(config.logging.level, config.logging.format)
@@ -100,13 +145,22 @@ def _run_gateway(
         tokens = GatewayTokens(config.gateway_tokens)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    oidc = None
+    if config.identity.oidc:
+        from enforcer.identity.oidc import OIDCVerifier
+
+        try:
+            oidc = OIDCVerifier(list(config.identity.oidc))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    authenticator = IssuerRouter(tokens, oidc)
     try:
         gate = build_policy_gate(config, worker_index=worker_index)
     except (PolicyError, DecisionLogError) as exc:
         raise _fail(str(exc)) from None
     gateway = Gateway(
         config,
-        tokens,
+        authenticator,
         gate,
         worker_index=worker_index,
         worker_count=worker_count,
@@ -114,7 +168,7 @@ def _run_gateway(
         reuse_port=worker_count > 1,
     )
     try:
-        uvloop.run(gateway.serve_forever())
+        uvloop.run(_serve(config, gateway, gate, oidc))
     except OSError as exc:
         raise _fail(
             f"cannot listen on {config.listener.host}:{config.listener.port}: {exc.strerror}"
@@ -165,6 +219,7 @@ def _supervise(config: Path, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
     codes = [p.wait() for p in procs]
     bad = [c for c in codes if c not in (0, -signal.SIGTERM, -signal.SIGINT)]
     if bad:

@@ -86,6 +86,15 @@ class CredentialSource:
 
 
 @dataclass(frozen=True)
+class UpstreamRole:
+    """The upstream login used for sessions whose identity is in one of ``groups``."""
+
+    groups: tuple[str, ...]
+    user: str
+    password: CredentialSource
+
+
+@dataclass(frozen=True)
 class UpstreamConnection:
     """One named upstream database; clients select it with the startup ``database``."""
 
@@ -98,6 +107,14 @@ class UpstreamConnection:
     sslmode: str = "disable"
     sslrootcert: Path | None = None
     connect_timeout: float = 5.0
+    #: Per-identity upstream logins, first match wins; no match -> ``user``/``password``.
+    roles: tuple[UpstreamRole, ...] = ()
+
+    def login_for(self, groups: tuple[str, ...]) -> tuple[str, CredentialSource]:
+        for role in self.roles:
+            if set(role.groups) & set(groups):
+                return role.user, role.password
+        return self.user, self.password
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,37 @@ SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "rego"
 
 
 @dataclass(frozen=True)
+class OIDCIssuerConfig:
+    """One trusted OIDC issuer whose ID/access tokens clients may present as passwords."""
+
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    #: Explicit JWKS URL; when None it comes from <issuer>/.well-known/openid-configuration.
+    jwks_uri: str | None = None
+    max_token_lifetime: float = 3600.0
+    clock_skew: float = 30.0
+    subject_claim: str = "sub"
+    #: Claims whose values (string or list of strings) become the identity's groups.
+    groups_claims: tuple[str, ...] = ("groups",)
+    #: The claim the startup user must equal (after user_map).
+    user_claim: str = "sub"
+    #: Claim value -> startup user name, for subjects that are not valid user names.
+    user_map: dict[str, str] = field(default_factory=dict)
+    jwks_refresh_min_interval: float = 30.0
+    http_timeout: float = 5.0
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    oidc: tuple[OIDCIssuerConfig, ...] = ()
+    #: How long a session may outlive its token's expiry (0: closed at the end of the running statement).
+    session_expiry_grace: float = 0.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     format: str = "text"
@@ -176,6 +224,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(paths=(SHIPPED_POLICIES,)))
     audit: AuditConfig = field(default_factory=AuditConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     source: Path | None = None
 
 
@@ -314,6 +363,7 @@ def _connection(name: str, raw: dict[str, Any], base: Path) -> UpstreamConnectio
             "sslmode",
             "sslrootcert",
             "connect_timeout",
+            "roles",
         },
         key,
     )
@@ -321,12 +371,23 @@ def _connection(name: str, raw: dict[str, Any], base: Path) -> UpstreamConnectio
         raise ConfigError(
             f"{key}.password: inline passwords are not accepted; use password_env or password_file"
         )
-    if "password_env" in raw and "password_file" in raw:
-        raise ConfigError(f"{key}: set only one of password_env and password_file")
-    cred = CredentialSource(
-        env=_str(raw, "password_env", key) if "password_env" in raw else None,
-        file=_path(raw["password_file"], f"{key}.password_file", base) if "password_file" in raw else None,
-    )
+    cred = _credential(raw, key, base)
+    roles_raw = raw.get("roles") or []
+    if not isinstance(roles_raw, list):
+        raise ConfigError(f"{key}.roles: expected a list of {{groups, user, password_env|password_file}}")
+    roles = []
+    for i, r in enumerate(roles_raw):
+        rkey = f"{key}.roles[{i}]"
+        r = _mapping(r, rkey)
+        if "password" in r:
+            raise ConfigError(
+                f"{rkey}.password: inline passwords are not accepted; use password_env or password_file"
+            )
+        _reject_unknown(r, {"groups", "user", "password_env", "password_file"}, rkey)
+        groups = r.get("groups")
+        if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g for g in groups):
+            raise ConfigError(f"{rkey}.groups: expected a non-empty list of group names")
+        roles.append(UpstreamRole(tuple(groups), _str(r, "user", rkey), _credential(r, rkey, base)))
     sslmode = raw.get("sslmode", "disable")
     if sslmode not in SSLMODES:
         raise ConfigError(f"{key}.sslmode: expected one of {', '.join(SSLMODES)}, got {sslmode!r}")
@@ -343,6 +404,16 @@ def _connection(name: str, raw: dict[str, Any], base: Path) -> UpstreamConnectio
         sslmode=sslmode,
         sslrootcert=rootcert,
         connect_timeout=parse_duration(raw.get("connect_timeout", 5), f"{key}.connect_timeout"),
+        roles=tuple(roles),
+    )
+
+
+def _credential(raw: dict[str, Any], key: str, base: Path) -> CredentialSource:
+    if "password_env" in raw and "password_file" in raw:
+        raise ConfigError(f"{key}: set only one of password_env and password_file")
+    return CredentialSource(
+        env=_str(raw, "password_env", key) if "password_env" in raw else None,
+        file=_path(raw["password_file"], f"{key}.password_file", base) if "password_file" in raw else None,
     )
 
 
@@ -363,7 +434,9 @@ def load_config(path: Path | str) -> Config:
 def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     top = _mapping(raw, "configuration")
     _reject_unknown(
-        top, {"listener", "gateway_tokens", "connections", "logging", "policy", "audit"}, "configuration"
+        top,
+        {"listener", "gateway_tokens", "connections", "logging", "policy", "audit", "identity"},
+        "configuration",
     )
     listener = _listener(_mapping(top.get("listener"), "listener"), base)
 
@@ -398,6 +471,13 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     fmt = _str(lg, "format", "logging", "text")
     if fmt not in ("text", "json"):
         raise ConfigError(f"logging.format: expected text or json, got {fmt!r}")
+    identity = _identity(_mapping(top.get("identity"), "identity"), base)
+    for issuer in identity.oidc:
+        if issuer.issuer == tokens.issuer:
+            raise ConfigError(
+                f"identity.oidc: issuer {issuer.issuer!r} ({issuer.name}) equals gateway_tokens.issuer; "
+                "give gateway tokens an issuer of their own"
+            )
     return Config(
         listener=listener,
         gateway_tokens=tokens,
@@ -405,6 +485,7 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
         logging=LoggingConfig(level=level, format=fmt),
         policy=_policy(_mapping(top.get("policy"), "policy"), base),
         audit=_audit(_mapping(top.get("audit"), "audit"), base),
+        identity=identity,
         source=source,
     )
 
@@ -453,4 +534,95 @@ def _audit(raw: dict[str, Any], base: Path) -> AuditConfig:
     return AuditConfig(
         decision_log=_path(log, "audit.decision_log", base, must_exist=False) if log else None,
         record_ast=_bool(raw, "record_ast", "audit", False),
+    )
+
+
+_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def _identity(raw: dict[str, Any], base: Path) -> IdentityConfig:
+    _reject_unknown(raw, {"oidc", "session_expiry_grace"}, "identity")
+    issuers_raw = raw.get("oidc") or []
+    if not isinstance(issuers_raw, list):
+        raise ConfigError("identity.oidc: expected a list of issuers")
+    issuers = []
+    names = set()
+    for i, r in enumerate(issuers_raw):
+        key = f"identity.oidc[{i}]"
+        r = _mapping(r, key)
+        _reject_unknown(
+            r,
+            {
+                "name",
+                "issuer",
+                "audiences",
+                "audience",
+                "algorithms",
+                "jwks_uri",
+                "max_token_lifetime",
+                "clock_skew",
+                "subject_claim",
+                "groups_claims",
+                "user_claim",
+                "user_map",
+                "jwks_refresh_min_interval",
+                "http_timeout",
+                "ca_file",
+            },
+            key,
+        )
+        name = _str(r, "name", key)
+        if name in names:
+            raise ConfigError(f"{key}.name: {name!r} is used twice; issuer names must be unique")
+        names.add(name)
+        issuer = _str(r, "issuer", key)
+        if not issuer.startswith(("https://", "http://")):
+            raise ConfigError(f"{key}.issuer: expected the issuer URL (https://...), got {issuer!r}")
+        auds = r.get("audiences", [r["audience"]] if "audience" in r else None)
+        if not isinstance(auds, list) or not auds or not all(isinstance(a, str) and a for a in auds):
+            raise ConfigError(
+                f"{key}.audiences: required; the audience(s) your IdP puts in tokens for pgwarden"
+            )
+        algs = r.get("algorithms", ["RS256", "ES256", "EdDSA"])
+        if not isinstance(algs, list) or not algs or any(a not in _ALGORITHMS for a in algs):
+            raise ConfigError(
+                f"{key}.algorithms: expected a list from {', '.join(_ALGORITHMS)} "
+                f"(never none or HMAC for public-key issuers), got {algs!r}"
+            )
+        groups_claims = r.get("groups_claims", ["groups"])
+        if not isinstance(groups_claims, list) or not all(isinstance(g, str) for g in groups_claims):
+            raise ConfigError(f"{key}.groups_claims: expected a list of claim names")
+        user_map = _mapping(r.get("user_map"), f"{key}.user_map")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in user_map.items()):
+            raise ConfigError(f"{key}.user_map: expected claim value -> user name strings")
+        jwks = r.get("jwks_uri")
+        if jwks is not None and (not isinstance(jwks, str) or not jwks.startswith(("https://", "http://"))):
+            raise ConfigError(f"{key}.jwks_uri: expected a URL, got {jwks!r}")
+        issuers.append(
+            OIDCIssuerConfig(
+                name=name,
+                issuer=issuer,
+                audiences=tuple(auds),
+                algorithms=tuple(algs),
+                jwks_uri=jwks,
+                max_token_lifetime=parse_duration(
+                    r.get("max_token_lifetime", "1h"), f"{key}.max_token_lifetime"
+                ),
+                clock_skew=parse_duration(r.get("clock_skew", "30s"), f"{key}.clock_skew"),
+                subject_claim=_str(r, "subject_claim", key, "sub"),
+                groups_claims=tuple(groups_claims),
+                user_claim=_str(r, "user_claim", key, "sub"),
+                user_map=dict(user_map),
+                jwks_refresh_min_interval=parse_duration(
+                    r.get("jwks_refresh_min_interval", "30s"), f"{key}.jwks_refresh_min_interval"
+                ),
+                http_timeout=parse_duration(r.get("http_timeout", "5s"), f"{key}.http_timeout"),
+                ca_file=_path(r["ca_file"], f"{key}.ca_file", base) if r.get("ca_file") else None,
+            )
+        )
+    return IdentityConfig(
+        oidc=tuple(issuers),
+        session_expiry_grace=parse_duration(
+            raw.get("session_expiry_grace", 0), "identity.session_expiry_grace"
+        ),
     )

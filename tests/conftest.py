@@ -188,6 +188,7 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         workers: int = 1,
         logging_format: str = "json",
         policy: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
     ) -> GatewayProcess:
         port = free_port()
         lst: dict[str, Any] = {
@@ -214,6 +215,7 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
             "logging": {"level": "debug", "format": logging_format},
             "policy": policy or {"paths": [str(ALLOW_ALL_POLICY)]},
             "audit": {"decision_log": str(workdir / f"decisions-{len(started)}.jsonl")},
+            **({"identity": identity} if identity else {}),
         }
         n = len(started)
         path = workdir / f"gateway-{n}.yaml"

@@ -138,7 +138,7 @@ class GateState:
 
     statements: dict[str, _Entry] = field(default_factory=dict)  # protocol-level and SQL PREPAREd names
     portals: dict[str, _Entry] = field(default_factory=dict)
-    cache: OrderedDict[tuple[str, str, str, int, int], _Entry] = field(default_factory=OrderedDict)
+    cache: OrderedDict[tuple[str, str, str, int, int, str], _Entry] = field(default_factory=OrderedDict)
     epoch: int = 0
     identity_json: str | None = None
 
@@ -183,7 +183,7 @@ class PolicyGate:
         text = _sql_of(message)
         source = self._analysis_source(text)
         body = facts_key(source) if self.cache_key == "facts" else text
-        key = (body, protocol, ctx.transaction_status, state.epoch, ctx.parameters_epoch)
+        key = (body, protocol, ctx.transaction_status, state.epoch, ctx.parameters_epoch, self.engine.version)
         entry = state.cache.get(key)
         if entry is not None and time.monotonic() - entry.created <= self.cache_ttl:
             state.cache.move_to_end(key)
@@ -207,6 +207,11 @@ class PolicyGate:
         norm = normalised(text)
         return norm if norm is not None and norm != text and literal_independent(norm) else text
 
+    def replace_engine(self, engine: PolicyEngine) -> None:
+        """Use new policies from now on; cached decisions of the old version are never reused."""
+        self.engine = engine
+        self.decision_log.labels = {**self.decision_log.labels, "policy_version": engine.version}
+
     def _bind(self, state: GateState, message: Bind) -> Verdict:
         entry = state.statements.get(message.statement)
         if entry is None:
@@ -226,7 +231,7 @@ class PolicyGate:
         text: str,
         source: str,
         protocol: str,
-        key: tuple[str, str, str, int, int],
+        key: tuple[str, str, str, int, int, str],
         analysis: Analysis | AnalysisError,
     ) -> Verdict:
         entry = await self._evaluate_async(ctx, state, text, protocol, analysis, normalised=source != text)
@@ -370,7 +375,7 @@ class PolicyGate:
         ctx: SessionContext,
         state: GateState,
         message: Query | Parse,
-        key: tuple[str, str, str, int, int],
+        key: tuple[str, str, str, int, int, str],
         entry: _Entry,
         protocol: str,
         source: str,

@@ -25,6 +25,7 @@ import asyncio
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -116,6 +117,7 @@ class Relay:
         client: asyncio.Transport,
         upstream: asyncio.Transport,
         event: Callable[..., None],
+        expires_at: float | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.ctx = ctx
@@ -141,6 +143,10 @@ class Relay:
         self.last_activity = self.loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._decision_task: asyncio.Task[None] | None = None
+        #: Wall-clock time after which the identity's token (plus grace) no longer covers the session.
+        self.expires_at = expires_at
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expired = False
 
     def start(self, client_pending: bytes, upstream_pending: bytes) -> None:
         self.client.set_protocol(
@@ -158,6 +164,10 @@ class Relay:
         )
         if self.listener.idle_timeout or self.listener.idle_in_transaction_timeout:
             self._arm_idle_timer()
+        if self.expires_at is not None:
+            self._expiry_timer = self.loop.call_later(
+                max(self.expires_at - time.time(), 0), self._token_expired
+            )
         if upstream_pending:
             self.from_upstream(upstream_pending)
         if client_pending:
@@ -171,6 +181,8 @@ class Relay:
         self.done.set_result(reason)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
         if self._decision_task is not None and not self._decision_task.done():
             self._decision_task.cancel()
         if not self.upstream.is_closing():
@@ -195,6 +207,21 @@ class Relay:
         self.event("upstream_lost", logging.WARNING)
         self.fatal(
             "08006", "the upstream server closed the connection unexpectedly", "upstream connection lost"
+        )
+
+    # ------------------------------------------------------------------ token expiry
+    def _token_expired(self) -> None:
+        """The token ran out: end the session now if idle, else when the running statement completes."""
+        self._expired = True
+        if self.cycles_sent == self.cycles_done and not self.deciding:
+            self._end_expired()
+
+    def _end_expired(self) -> None:
+        self.event("token_expired", logging.INFO)
+        self.fatal(
+            "28000",
+            "the token of this session has expired; reconnect with a new token",
+            "token expired",
         )
 
     # ------------------------------------------------------------------ flow control
@@ -366,7 +393,7 @@ class Relay:
         ctx = self.ctx
         try:
             framer.feed(data)
-            if not self.pending_refusals and not self.transformers:
+            if not self.pending_refusals and not self.transformers and not self._expired:
                 chunk, spans = framer.take_all_complete()
                 for type_byte, start, end in spans:
                     if type_byte == _READY:
@@ -397,6 +424,10 @@ class Relay:
                     if self.cycles_done == self.cycles_sent:
                         # Every refusal sent so far has been answered or skipped by a Sync.
                         self.pending_refusals.clear()
+                        if self._expired:
+                            self.client.write(bytes(out))
+                            self._end_expired()
+                            return
                 elif type_byte == _PARAM_STATUS:
                     self._track_parameter(payload)
             if out:

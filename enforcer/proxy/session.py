@@ -356,7 +356,7 @@ class ClientSession:
         if "replication" in params and listener.allow_replication:
             forwarded.append(("replication", params["replication"]))
         try:
-            self.upstream = await connect_upstream(conn, forwarded)
+            self.upstream = await connect_upstream(conn, forwarded, identity.groups)
         except UpstreamError as exc:
             self._event(
                 "upstream_connect_failed", logging.WARNING, user=user, connection=conn.name, error=exc.message
@@ -432,6 +432,7 @@ class ClientSession:
             client=self.writer.transport,  # type: ignore[arg-type]
             upstream=self.upstream.writer.transport,  # type: ignore[arg-type]
             event=self._event,
+            expires_at=self.ctx.identity.expires_at + self.config.identity.session_expiry_grace,
         )
         self.relay = relay
         # Bytes the stream readers already buffered belong to the relay now.

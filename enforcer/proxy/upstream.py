@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import scramp
 
-from enforcer.config import ConfigError, UpstreamConnection
+from enforcer.config import ConfigError, CredentialSource, UpstreamConnection
 from enforcer.proxy.tls import upstream_context
 from enforcer.wire import (
     AuthenticationCleartextPassword,
@@ -92,10 +92,18 @@ async def _negotiate_tls(
     await writer.start_tls(ctx, server_hostname=server_hostname)
 
 
-async def connect_upstream(conn: UpstreamConnection, params: list[tuple[str, str]]) -> UpstreamLink:
-    """Open, (optionally) encrypt and authenticate a connection; return it after the first ReadyForQuery."""
+async def connect_upstream(
+    conn: UpstreamConnection, params: list[tuple[str, str]], groups: tuple[str, ...] = ()
+) -> UpstreamLink:
+    """Open, (optionally) encrypt and authenticate a connection; return it after the first ReadyForQuery.
+
+    The upstream login is chosen by the identity's ``groups`` (``connections.<name>.roles``).
+    """
+    user, credential = conn.login_for(groups)
     try:
-        return await asyncio.wait_for(_connect(conn, params), timeout=conn.connect_timeout or None)
+        return await asyncio.wait_for(
+            _connect(conn, params, user, credential), timeout=conn.connect_timeout or None
+        )
     except TimeoutError:
         raise UpstreamError(
             f"upstream connection {conn.name!r} timed out after {conn.connect_timeout:g}s"
@@ -109,16 +117,18 @@ async def connect_upstream(conn: UpstreamConnection, params: list[tuple[str, str
         raise UpstreamError(f"upstream connection {conn.name!r} is unavailable (could not connect)") from None
 
 
-async def _connect(conn: UpstreamConnection, params: list[tuple[str, str]]) -> UpstreamLink:
+async def _connect(
+    conn: UpstreamConnection, params: list[tuple[str, str]], user: str, credential: CredentialSource
+) -> UpstreamLink:
     ctx = upstream_context(conn)
     reader, writer = await _open_stream(conn)
     try:
         if ctx is not None:
             await _negotiate_tls(conn, reader, writer, ctx)
-        startup = StartupMessage(params=(("user", conn.user), ("database", conn.database), *params))
+        startup = StartupMessage(params=(("user", user), ("database", conn.database), *params))
         writer.write(startup.encode())
         await writer.drain()
-        link = await _authenticate(conn, reader, writer)
+        link = await _authenticate(conn, reader, writer, user, credential)
         link.tls = ctx is not None
         return link
     except BaseException:
@@ -126,9 +136,9 @@ async def _connect(conn: UpstreamConnection, params: list[tuple[str, str]]) -> U
         raise
 
 
-def _password(conn: UpstreamConnection) -> str:
+def _password(conn: UpstreamConnection, credential: CredentialSource) -> str:
     try:
-        pw = conn.password.read()
+        pw = credential.read()
     except ConfigError as exc:
         log.error("%s", exc, extra={"event": "upstream_credential_missing"})
         raise UpstreamError(
@@ -140,7 +150,11 @@ def _password(conn: UpstreamConnection) -> str:
 
 
 async def _authenticate(
-    conn: UpstreamConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    conn: UpstreamConnection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    user: str,
+    credential: CredentialSource,
 ) -> UpstreamLink:
     framer = Framer(max_message=1 << 30)
     scram: scramp.ScramClient | None = None
@@ -169,7 +183,7 @@ async def _authenticate(
                     f"upstream connection {conn.name!r} offers no supported SASL mechanism "
                     f"({', '.join(msg.mechanisms)})"
                 )
-            scram = scramp.ScramClient(["SCRAM-SHA-256"], conn.user, _password(conn))
+            scram = scramp.ScramClient(["SCRAM-SHA-256"], user, _password(conn, credential))
             first = scram.get_client_first().encode()
             writer.write(SASLInitialResponse("SCRAM-SHA-256", first).encode())
         elif isinstance(msg, AuthenticationSASLContinue):
@@ -187,12 +201,12 @@ async def _authenticate(
                     f"upstream connection {conn.name!r} failed SCRAM server verification"
                 ) from None
         elif isinstance(msg, AuthenticationMD5Password):
-            pw = _password(conn)
-            inner = hashlib.md5((pw + conn.user).encode()).hexdigest()
+            pw = _password(conn, credential)
+            inner = hashlib.md5((pw + user).encode()).hexdigest()
             outer = "md5" + hashlib.md5(inner.encode() + msg.salt).hexdigest()
             writer.write(PasswordMessage.from_password(outer).encode())
         elif isinstance(msg, AuthenticationCleartextPassword):
-            writer.write(PasswordMessage.from_password(_password(conn)).encode())
+            writer.write(PasswordMessage.from_password(_password(conn, credential)).encode())
         elif isinstance(msg, ParameterStatus):
             params.append(msg)
             continue
