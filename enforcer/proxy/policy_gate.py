@@ -234,7 +234,7 @@ class PolicyGate:
         key: tuple[str, str, str, int, int, str],
         analysis: Analysis | AnalysisError,
     ) -> Verdict:
-        entry = await self._evaluate_async(ctx, state, text, protocol, analysis, normalised=source != text)
+        entry = await self._evaluate(ctx, state, text, protocol, analysis, normalised=source != text)
         return self._remember_and_finish(ctx, state, message, key, entry, protocol, source)
 
     # ------------------------------------------------------------------ evaluation
@@ -307,27 +307,17 @@ class PolicyGate:
         *,
         normalised: bool = False,
     ) -> _Entry:
-        if isinstance(analysis, AnalysisError):
-            return self._entry_for_parse_error(ctx, text, protocol, analysis)
-        decisions, results = [], []
-        for facts, input_doc in self._inputs(ctx, protocol, analysis, text if normalised else None):
-            started = time.perf_counter_ns()
-            input_json = json.dumps(input_doc, separators=(",", ":"), default=str)
-            decision = self._pre_decision(ctx, state, facts)
-            if decision is None:
-                try:
-                    if isinstance(self.engine, EmbeddedEngine):
-                        decision = parse_decision(self.engine.evaluate_json(input_json))
-                    else:
-                        decision = parse_decision(self.engine.evaluate_sync(input_doc))
-                except PolicyError as exc:
-                    log.error("policy engine failed: %s", exc, extra={"event": "policy_error"})
-                    decision = fail_closed(str(exc))
-            decisions.append(decision)
-            results.append((decision.to_document(), time.perf_counter_ns() - started))
-        return self._entry(decisions, results, text)
+        """:meth:`_evaluate` for a synchronous engine, driven to completion without an event loop turn."""
+        coro = self._evaluate(ctx, state, text, protocol, analysis, normalised=normalised)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            entry: _Entry = done.value
+            return entry
+        coro.close()
+        raise RuntimeError("a synchronous policy engine suspended")
 
-    async def _evaluate_async(
+    async def _evaluate(
         self,
         ctx: SessionContext,
         state: GateState,
@@ -345,7 +335,13 @@ class PolicyGate:
             decision = self._pre_decision(ctx, state, facts)
             if decision is None:
                 try:
-                    decision = parse_decision(await self.engine.evaluate(input_doc))
+                    if isinstance(self.engine, EmbeddedEngine):
+                        raw = self.engine.evaluate_json(
+                            json.dumps(input_doc, separators=(",", ":"), default=str)
+                        )
+                    else:
+                        raw = await self.engine.evaluate(input_doc)
+                    decision = parse_decision(raw)
                 except PolicyError as exc:
                     log.error("policy engine failed: %s", exc, extra={"event": "policy_error"})
                     decision = fail_closed(str(exc))

@@ -76,7 +76,6 @@ class ClientSession:
         self.admitted = False
         self.closing_reason = "client disconnected"
         self.relay: Relay | None = None
-        self.client_pending = b""
 
     # ------------------------------------------------------------------ logging
     def _event(self, event: str, level: int = logging.INFO, **fields: object) -> None:
@@ -436,7 +435,7 @@ class ClientSession:
         )
         self.relay = relay
         # Bytes the stream readers already buffered belong to the relay now.
-        client_pending = self.client_pending + _take_buffer(self.reader)
+        client_pending = _take_buffer(self.reader)
         upstream_pending = self.upstream.pending + _take_buffer(self.upstream.reader)
         relay.start(client_pending, upstream_pending)
         self.closing_reason = await relay.done
