@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from enforcer.config import GatewayTokenConfig
+from enforcer.identity.jwt_checks import decode_token
 from enforcer.identity.model import AuthenticationFailed, Identity
 
 ALGORITHM = "EdDSA"
@@ -89,44 +90,20 @@ class GatewayTokens:
                 "password authentication failed: the password is not a token; "
                 "present a token from `pgwarden token issue` (or your identity provider) as the password"
             )
-        try:
-            claims = jwt.decode(
-                token,
-                self._public,
-                algorithms=[ALGORITHM],
-                audience=self.config.audience,
-                issuer=self.config.issuer,
-                leeway=self.config.clock_skew,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("token expired; request a new one") from None
-        except jwt.InvalidAudienceError:
-            raise AuthenticationFailed(
+        claims = decode_token(
+            token,
+            self._public,
+            algorithm=ALGORITHM,
+            audience=self.config.audience,
+            issuer=self.config.issuer,
+            leeway=self.config.clock_skew,
+            require=["exp", "iat", "sub", "iss", "aud"],
+            max_lifetime=self.config.max_ttl,
+            wrong_audience=(
                 f"token has the wrong audience; this gateway accepts audience {self.config.audience!r}"
-            ) from None
-        except jwt.InvalidIssuerError:
-            raise AuthenticationFailed("token is from an unknown issuer") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthenticationFailed(
-                "token is not valid yet (nbf/iat in the future); check clocks"
-            ) from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthenticationFailed(f"token lacks the required claim {exc.claim!r}") from None
-        except jwt.InvalidAlgorithmError:
-            raise AuthenticationFailed(
-                "token is signed with an algorithm this gateway does not accept"
-            ) from None
-        except jwt.InvalidSignatureError:
-            raise AuthenticationFailed("token signature does not verify") from None
-        except jwt.InvalidTokenError as exc:
-            raise AuthenticationFailed(f"token is malformed ({type(exc).__name__})") from None
-        lifetime = float(claims["exp"]) - float(claims["iat"])
-        if lifetime > self.config.max_ttl + self.config.clock_skew:
-            raise AuthenticationFailed(
-                f"token lifetime {lifetime:g}s exceeds the maximum this gateway accepts "
-                f"({self.config.max_ttl:g}s)"
-            )
+            ),
+            wrong_issuer="token is from an unknown issuer",
+        )
         subject = str(claims["sub"])
         if subject != user:
             raise AuthenticationFailed(

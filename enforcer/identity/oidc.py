@@ -54,6 +54,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from enforcer.config import OIDCIssuerConfig
+from enforcer.identity.jwt_checks import decode_token
 from enforcer.identity.model import AuthenticationFailed, Identity
 
 log = logging.getLogger("pgwarden.identity")
@@ -333,47 +334,22 @@ class OIDCVerifier:
         return self._identity(user, claims, cfg)
 
     def _decode(self, token: str, alg: str, key: jwt.PyJWK, cfg: OIDCIssuerConfig) -> dict[str, Any]:
-        required = list(dict.fromkeys(["exp", "iat", "iss", "aud", cfg.subject_claim, cfg.user_claim]))
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                audience=list(cfg.audiences),
-                issuer=cfg.issuer,
-                leeway=cfg.clock_skew,
-                options={"require": required, "enforce_minimum_key_length": True},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("token expired; request a new one") from None
-        except jwt.InvalidAudienceError:
-            accepted = ", ".join(repr(a) for a in cfg.audiences)
-            raise AuthenticationFailed(
+        accepted = ", ".join(repr(a) for a in cfg.audiences)
+        return decode_token(
+            token,
+            key,
+            algorithm=alg,
+            audience=list(cfg.audiences),
+            issuer=cfg.issuer,
+            leeway=cfg.clock_skew,
+            require=list(dict.fromkeys(["exp", "iat", "iss", "aud", cfg.subject_claim, cfg.user_claim])),
+            max_lifetime=cfg.max_token_lifetime,
+            wrong_audience=(
                 f"token has the wrong audience; this gateway accepts audience {accepted} from {cfg.name}"
-            ) from None
-        except jwt.InvalidIssuerError:
-            raise AuthenticationFailed(f"token issuer does not match {cfg.issuer}") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthenticationFailed(
-                "token is not valid yet (nbf/iat in the future); check clocks"
-            ) from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthenticationFailed(f"token lacks the required claim {exc.claim!r}") from None
-        except jwt.InvalidAlgorithmError:
-            raise AuthenticationFailed(
-                f"token is signed with an algorithm this gateway does not accept ({alg})"
-            ) from None
-        except jwt.InvalidSignatureError:
-            raise AuthenticationFailed("token signature does not verify") from None
-        except jwt.InvalidTokenError as exc:
-            raise AuthenticationFailed(f"token is malformed ({type(exc).__name__})") from None
-        lifetime = float(claims["exp"]) - float(claims["iat"])
-        if lifetime > cfg.max_token_lifetime + cfg.clock_skew:
-            raise AuthenticationFailed(
-                f"token lifetime {lifetime:g}s exceeds the maximum this gateway accepts "
-                f"({cfg.max_token_lifetime:g}s)"
-            )
-        return claims
+            ),
+            wrong_issuer=f"token issuer does not match {cfg.issuer}",
+            enforce_minimum_key_length=True,
+        )
 
     @staticmethod
     def _identity(user: str, claims: dict[str, Any], cfg: OIDCIssuerConfig) -> Identity:
