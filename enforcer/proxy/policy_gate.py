@@ -45,7 +45,8 @@ PINNED_SETTINGS = {"client_encoding": ("utf8", "unicode"), "standard_conforming_
 _CACHE_PER_SESSION = 512
 
 
-@lru_cache(maxsize=8192)
+# An analysis with its AST is ~30 KiB for a mid-sized SELECT: bound the worst case to ~60 MiB per worker.
+@lru_cache(maxsize=2048)
 def cached_analysis(text: str) -> Analysis | AnalysisError:
     try:
         return analyse(text)
@@ -59,7 +60,7 @@ _NOT_IN_FACTS_KEY = ("text", "ast", "fingerprint", "index")
 _READS_RAW_STATEMENT = re.compile(r"\.(text|ast|fingerprint)\b|\bwalk\(|statement\s*\[|json\.marshal\(")
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=4096)
 def statement_jsons(text: str) -> tuple[str, ...] | None:
     """Per statement, the facts as sorted JSON without text/AST/fingerprint/index (None: no parse)."""
     analysis = cached_analysis(text)
