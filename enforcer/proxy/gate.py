@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from enforcer.identity import Identity
-from enforcer.wire import Bind, ErrorResponse, Execute, Parse, Query
+from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
 
-SQLMessage = Query | Parse | Bind | Execute
+#: Bind arrives as its names only (:class:`BindHead`); ``.full()`` decodes its parameters.
+SQLMessage = Query | Parse | BindHead | Execute
 
 
 @dataclass

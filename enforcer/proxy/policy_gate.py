@@ -36,7 +36,7 @@ from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decis
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
 from enforcer.policy.engine import EmbeddedEngine, PolicyEngine, PolicyError
 from enforcer.proxy.gate import ALLOW, SessionContext, SQLMessage, Verdict
-from enforcer.wire import Bind, ErrorResponse, Execute, Parse, Query
+from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
 
 log = logging.getLogger("pgwarden.policy")
 
@@ -169,7 +169,7 @@ class PolicyGate:
         state: GateState = ctx.gate_state
         if state is None:
             state = ctx.gate_state = GateState()
-        if isinstance(message, Bind):
+        if isinstance(message, BindHead):
             return self._bind(state, message)
         if isinstance(message, Execute):
             entry = state.portals.get(message.portal)
@@ -213,7 +213,7 @@ class PolicyGate:
         self.engine = engine
         self.decision_log.labels = {**self.decision_log.labels, "policy_version": engine.version}
 
-    def _bind(self, state: GateState, message: Bind) -> Verdict:
+    def _bind(self, state: GateState, message: BindHead) -> Verdict:
         entry = state.statements.get(message.statement)
         if entry is None:
             return _refuse(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from enforcer.proxy.gate import ResultTransformer, SessionContext, StatementGate, Verdict
 from enforcer.wire import (
-    Bind,
+    BindHead,
     ErrorResponse,
     Execute,
     Framer,
@@ -55,10 +55,10 @@ _Q, _P, _B, _E, _F, _X, _SYNC = (ord(c) for c in "QPBEFXS")
 _READY, _ERROR, _PARAM_STATUS = ord("Z"), ord("E"), ord("S")
 _REFUSAL_MARKER = "pgwarden_refused_"
 _TERMINATE = Terminate().encode()
-_DECODERS: dict[int, Callable[[bytes], Query | Parse | Bind | Execute]] = {
+_DECODERS: dict[int, Callable[[bytes], Query | Parse | BindHead | Execute]] = {
     _Q: Query.decode,
     _P: Parse.decode,
-    _B: Bind.decode,
+    _B: BindHead.decode,  # names only: see BindHead
     _E: Execute.decode,
 }
 

@@ -512,6 +512,31 @@ class Bind:
         return cls(portal, statement, param_formats, params, result_formats)
 
 
+@dataclass(frozen=True, slots=True)
+class BindHead:
+    """The portal and statement names of a Bind, with its parameters left undecoded.
+
+    The data path needs only the names to check a Bind against the decision taken at
+    Parse; decoding every parameter of every execution would cost more than the rest
+    of the relay. The names are read exactly as Postgres reads them (the first two
+    NUL-terminated strings); :meth:`full` decodes and validates the whole message.
+    It is a view for decoding only, so it has no ``TYPE`` and no ``encode``.
+    """
+
+    portal: str
+    statement: str
+    payload: bytes
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        portal, pos = _cstr(payload, 0, "Bind")
+        statement, _ = _cstr(payload, pos, "Bind")
+        return cls(portal, statement, payload)
+
+    def full(self) -> Bind:
+        return Bind.decode(self.payload)
+
+
 def _format_at(formats: tuple[int, ...], index: int) -> int:
     if not formats:
         return 0

@@ -149,7 +149,7 @@ def test_every_sql_message_passes_the_gate(gw: InProcessGateway, gate: Recording
         conn.execute("SELECT %s::int", (1,))  # extended: Parse, Bind, Execute
         psycopg.ClientCursor(conn).execute("SELECT 2")  # simple: Query
     kinds = [k for k, _ in gate.seen]
-    assert kinds[:3] == ["Parse", "Bind", "Execute"] and "Query" in kinds
+    assert kinds[:3] == ["Parse", "BindHead", "Execute"] and "Query" in kinds
 
 
 def test_simple_refusal_in_and_out_of_transactions(gw: InProcessGateway) -> None:

@@ -14,7 +14,7 @@ from enforcer.identity import Identity
 from enforcer.policy.engine import EmbeddedEngine, PolicyError
 from enforcer.proxy.gate import SessionContext, Verdict
 from enforcer.proxy.policy_gate import PolicyGate, cached_analysis, choose_cache_key, literal_independent
-from enforcer.wire import Bind, Execute, Parse, Query
+from enforcer.wire import Bind, BindHead, Execute, Parse, Query
 
 ENGINE = EmbeddedEngine([SHIPPED_POLICIES])
 
@@ -27,6 +27,10 @@ def ctx(groups: tuple[str, ...] = ("agents",)) -> SessionContext:
 def gate(**kw: Any) -> PolicyGate:
     kw.setdefault("cache_key", choose_cache_key("auto", ENGINE.texts))
     return PolicyGate(ENGINE, DecisionLog(None), **kw)
+
+
+def head(bind: Bind) -> BindHead:
+    return BindHead.decode(bind.encode()[5:])
 
 
 def decide(g: PolicyGate, c: SessionContext, msg: Any) -> Verdict:
@@ -45,12 +49,12 @@ def test_extended_protocol_memory() -> None:
     g, c = gate(), ctx()
     assert decide(g, c, Parse("ok", "SELECT name FROM products WHERE id = $1", ())).allowed
     assert not decide(g, c, Parse("bad", "DELETE FROM orders", ())).allowed
-    assert decide(g, c, Bind("p1", "ok", (), (b"1",), ())).allowed
+    assert decide(g, c, head(Bind("p1", "ok", (), (b"1",), ()))).allowed
     assert decide(g, c, Execute("p1", 0)).allowed
-    refused = decide(g, c, Bind("p2", "bad", (), (), ()))
+    refused = decide(g, c, head(Bind("p2", "bad", (), (), ())))
     assert refused.refusal is not None and refused.refusal.sqlstate == "42501"
     assert not decide(g, c, Execute("p2", 0)).allowed
-    never = decide(g, c, Bind("", "never-parsed", (), (), ()))
+    never = decide(g, c, head(Bind("", "never-parsed", (), (), ())))
     assert never.refusal is not None and never.refusal.sqlstate == "26000"
     unknown_portal = decide(g, c, Execute("nope", 0))
     assert unknown_portal.refusal is not None and unknown_portal.refusal.sqlstate == "26000"

@@ -749,3 +749,17 @@ def test_unknown_type_message_names_the_byte() -> None:
         decode_backend(ord("Q"), b"SELECT 1\x00")
     with pytest.raises(UnknownMessageType, match="300"):
         decode_backend(300, b"")
+
+
+def test_bind_head_reads_the_names_like_postgres_and_defers_parameters() -> None:
+    from enforcer.wire import Bind, BindHead
+
+    bind = Bind("portal-1", "stmt ☃", (1,), (b"\x00\x01", None), (0,))
+    head = BindHead.decode(bind.encode()[5:])
+    assert (head.portal, head.statement) == ("portal-1", "stmt ☃")
+    assert head.full() == bind
+    with pytest.raises(ProtocolError):
+        BindHead.decode(b"no-terminator")
+    broken = BindHead.decode(b"p\x00s\x00\x00\x05")  # names fine, parameters truncated
+    with pytest.raises(ProtocolError):
+        broken.full()
