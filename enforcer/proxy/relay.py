@@ -277,38 +277,33 @@ class Relay:
         self._process_client_frames()
 
     def _process_client_frames(self) -> None:
-        out = bytearray()
-        framer = self.cframer
-        while True:
-            try:
-                frame = framer.next_frame()
-            except MessageTooLarge as exc:
-                self.upstream.write(bytes(out))
-                self.fatal(
-                    "08P01", f"{exc}; the limit is listener.max_message_size on the gateway", "oversized"
-                )
-                return
-            except ProtocolError as exc:
-                self.upstream.write(bytes(out))
-                self.fatal("08P01", f"protocol violation: {exc}", "protocol violation")
-                return
-            if frame is None:
-                break
-            type_byte, payload, raw = frame
+        """Decide and forward every complete frame; forwards the received bytes as they are
+        when every frame passes unchanged (the common case), rebuilding only around refusals."""
+        try:
+            chunk, spans = self.cframer.take_all_complete()
+        except MessageTooLarge as exc:
+            limit = "the limit is listener.max_message_size on the gateway"
+            self.fatal("08P01", f"{exc}; {limit}", "oversized message")
+            return
+        except ProtocolError as exc:
+            self.fatal("08P01", f"protocol violation: {exc}", "protocol violation")
+            return
+        out: bytearray | None = None  # set once a frame is replaced; chunk[done:] is still to copy
+        done = 0
+        for type_byte, start, end in spans:
             if type_byte in _PASSTHROUGH:
-                out += raw
                 if type_byte == _SYNC:
                     self.cycles_sent += 1
                 continue
+            frame_start = start - 5
             decoder = _DECODERS.get(type_byte)
             if decoder is not None:
                 try:
-                    msg = decoder(payload)
+                    msg = decoder(chunk[start:end])
                 except ProtocolError as exc:
-                    self.upstream.write(bytes(out))
-                    self.fatal(
-                        exc.sqlstate, f"invalid {chr(type_byte)!r} message: {exc}", "protocol violation"
-                    )
+                    self._forward(chunk, out, done, frame_start)
+                    what = f"invalid {chr(type_byte)!r} message: {exc}"
+                    self.fatal(exc.sqlstate, what, "protocol violation")
                     return
                 try:
                     decided = self.gate.decide(self.ctx, msg)
@@ -317,26 +312,45 @@ class Relay:
                     decided = Verdict(refusal=GATE_FAILURE)
                 if not isinstance(decided, Verdict):
                     # The gate needs time (I/O, a human): forward what is decided, hold the rest.
-                    if out:
-                        self.upstream.write(bytes(out))
+                    self._forward(chunk, out, done, frame_start)
+                    # Everything after this frame waits, in stream order: the rest of this chunk,
+                    # then the incomplete tail still in the framer, then whatever arrives meanwhile.
+                    self.backlog[:0] = chunk[end:] + self.cframer.take_rest()
                     self.deciding = True
                     self._pause_client("deciding")
+                    raw = chunk[frame_start:end]
                     self._decision_task = self.loop.create_task(self._await_decision(decided, type_byte, raw))
                     return
-                out += self._apply(decided, type_byte, raw)
-                continue
-            if type_byte == _F:
+                if decided.refusal is None and not decided.notices:
+                    self._apply(decided, type_byte, b"")  # bookkeeping only; the bytes stay as sent
+                    continue
+                replacement = self._apply(decided, type_byte, chunk[frame_start:end])
+            elif type_byte == _F:
                 self.refused += 1
-                out += self._stand_in(FUNCTION_CALL_REFUSED, simple=True)
+                replacement = self._stand_in(FUNCTION_CALL_REFUSED, simple=True)
                 self.cycles_sent += 1
-                continue
-            if type_byte == _X:
-                self.upstream.write(bytes(out))
+            elif type_byte == _X:
+                self._forward(chunk, out, done, end)
                 self._finish("client terminated")
                 return
-            self.upstream.write(bytes(out))
-            self.fatal("08P01", f"invalid frontend message type {chr(type_byte)!r}", "protocol violation")
+            else:
+                self._forward(chunk, out, done, frame_start)
+                self.fatal("08P01", f"invalid frontend message type {chr(type_byte)!r}", "protocol violation")
+                return
+            if out is None:
+                out = bytearray()
+            out += chunk[done:frame_start]
+            out += replacement
+            done = end
+        self._forward(chunk, out, done, len(chunk))
+
+    def _forward(self, chunk: bytes, out: bytearray | None, done: int, upto: int) -> None:
+        """Send what is decided so far: ``out`` (rebuilt frames) then ``chunk[done:upto]``."""
+        if out is None:
+            if upto > done:
+                self.upstream.write(chunk[done:upto] if done or upto < len(chunk) else chunk)
             return
+        out += chunk[done:upto]
         if out:
             self.upstream.write(bytes(out))
 
