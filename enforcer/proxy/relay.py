@@ -406,9 +406,8 @@ class Relay:
         framer = self.uframer
         ctx = self.ctx
         try:
-            framer.feed(data)
             if not self.pending_refusals and not self.transformers and not self._expired:
-                chunk, spans = framer.take_all_complete()
+                chunk, spans = framer.feed_and_take(data)
                 for type_byte, start, end in spans:
                     if type_byte == _READY:
                         ctx.transaction_status = chr(chunk[start])
@@ -419,6 +418,7 @@ class Relay:
                 if chunk:
                     self.client.write(chunk)
                 return
+            framer.feed(data)
             out = bytearray()
             while (frame := framer.next_frame()) is not None:
                 type_byte, payload, raw = frame

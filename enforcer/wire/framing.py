@@ -105,6 +105,39 @@ class Framer:
         self._pos = pos
         return chunk, spans
 
+    def feed_and_take(self, data: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """:meth:`feed` then :meth:`take_all_complete`, without copying ``data`` when nothing is buffered.
+
+        The relay's hot path: a read usually holds whole messages, which then go out as the
+        very same bytes object.
+        """
+        if len(self._buf) - self._pos:
+            self.feed(data)
+            return self.take_all_complete()
+        n = len(data)
+        pos = 0
+        spans: list[tuple[int, int, int]] = []
+        unpack = _I32.unpack_from
+        maxm = self.max_message
+        while n - pos >= 5:
+            (length,) = unpack(data, pos + 1)
+            if length < 4:
+                raise ProtocolError(f"invalid message length {length} for message type {chr(data[pos])!r}")
+            if length - 4 > maxm:
+                raise MessageTooLarge(
+                    f"message of type {chr(data[pos])!r} announces {length - 4} bytes, "
+                    f"more than the maximum of {maxm}"
+                )
+            end = pos + 1 + length
+            if end > n:
+                break
+            spans.append((data[pos], pos + 5, end))
+            pos = end
+        if pos == n:
+            return data, spans
+        self.feed(data[pos:])
+        return data[:pos], spans
+
     def take_rest(self) -> bytes:
         """Remove and return everything buffered (used when switching to TLS or closing)."""
         rest = bytes(self._buf[self._pos :])

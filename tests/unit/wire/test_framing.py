@@ -177,3 +177,40 @@ def test_untyped_length() -> None:
         untyped_length(struct.pack("!i", 7))
     with pytest.raises(MessageTooLarge):
         untyped_length(struct.pack("!i", MAX_STARTUP_PACKET + 1))
+
+
+def test_feed_and_take_matches_feed_then_take_for_any_split() -> None:
+    from enforcer.wire import CommandComplete, DataRow, ReadyForQuery
+
+    stream = (
+        DataRow((b"a", None, b"ccc")).encode()
+        + CommandComplete("SELECT 1").encode()
+        + ReadyForQuery("I").encode()
+    )
+    for cut in range(len(stream) + 1):
+        for cut2 in range(cut, len(stream) + 1):
+            a, b = Framer(), Framer()
+            got_a: list[bytes] = []
+            got_b: list[bytes] = []
+            for piece in (stream[:cut], stream[cut:cut2], stream[cut2:]):
+                chunk, spans = a.feed_and_take(piece)
+                got_a += [chunk[s - 5 : e] for _, s, e in spans]
+                b.feed(piece)
+                chunk, spans = b.take_all_complete()
+                got_b += [chunk[s - 5 : e] for _, s, e in spans]
+            assert got_a == got_b and b"".join(got_a) == stream
+
+
+def test_feed_and_take_returns_the_same_object_for_whole_messages() -> None:
+    from enforcer.wire import ReadyForQuery
+
+    data = ReadyForQuery("T").encode() * 3
+    chunk, spans = Framer().feed_and_take(data)
+    assert chunk is data and len(spans) == 3
+
+
+def test_feed_and_take_bounds_lengths() -> None:
+    with pytest.raises(MessageTooLarge):
+        Framer(max_message=10).feed_and_take(b"D\x00\x00\x01\x00")
+    with pytest.raises(ProtocolError):
+        Framer().feed_and_take(b"D\x00\x00\x00\x02")
