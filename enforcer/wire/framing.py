@@ -60,13 +60,7 @@ class Framer:
         if len(buf) - pos < 5:
             return None
         (length,) = _I32.unpack_from(buf, pos + 1)
-        if length < 4:
-            raise ProtocolError(f"invalid message length {length} for message type {chr(buf[pos])!r}")
-        if length - 4 > self.max_message:
-            raise MessageTooLarge(
-                f"message of type {chr(buf[pos])!r} announces {length - 4} bytes, "
-                f"more than the maximum of {self.max_message}"
-            )
+        self._check_length(buf[pos], length)
         end = pos + 1 + length
         if len(buf) < end:
             return None
@@ -80,28 +74,9 @@ class Framer:
         ``start``/``end`` index into the returned bytes and delimit the payload.
         Used by the relay fast path: one copy, one write.
         """
-        buf = self._buf
-        pos = self._pos
-        n = len(buf)
-        spans: list[tuple[int, int, int]] = []
-        start = pos
-        unpack = _I32.unpack_from
-        maxm = self.max_message
-        while n - pos >= 5:
-            (length,) = unpack(buf, pos + 1)
-            if length < 4:
-                raise ProtocolError(f"invalid message length {length} for message type {chr(buf[pos])!r}")
-            if length - 4 > maxm:
-                raise MessageTooLarge(
-                    f"message of type {chr(buf[pos])!r} announces {length - 4} bytes, "
-                    f"more than the maximum of {maxm}"
-                )
-            end = pos + 1 + length
-            if end > n:
-                break
-            spans.append((buf[pos], pos + 5 - start, end - start))
-            pos = end
-        chunk = bytes(buf[start:pos])
+        start = self._pos
+        spans, pos = self._scan(self._buf, start)
+        chunk = bytes(self._buf[start:pos])
         self._pos = pos
         return chunk, spans
 
@@ -114,29 +89,41 @@ class Framer:
         if len(self._buf) - self._pos:
             self.feed(data)
             return self.take_all_complete()
-        n = len(data)
-        pos = 0
+        spans, pos = self._scan(data, 0)
+        if pos == len(data):
+            return data, spans
+        self.feed(data[pos:])
+        return data[:pos], spans
+
+    def _check_length(self, type_byte: int, length: int) -> None:
+        if length < 4:
+            raise ProtocolError(f"invalid message length {length} for message type {chr(type_byte)!r}")
+        if length - 4 > self.max_message:
+            raise MessageTooLarge(
+                f"message of type {chr(type_byte)!r} announces {length - 4} bytes, "
+                f"more than the maximum of {self.max_message}"
+            )
+
+    def _scan(self, buf: bytes | bytearray, start: int) -> tuple[list[tuple[int, int, int]], int]:
+        """Spans (relative to ``start``) of the complete frames from ``start``, and where they end.
+
+        Raises on a bad length field before any of its body is needed.
+        """
+        n = len(buf)
+        pos = start
         spans: list[tuple[int, int, int]] = []
         unpack = _I32.unpack_from
         maxm = self.max_message
         while n - pos >= 5:
-            (length,) = unpack(data, pos + 1)
-            if length < 4:
-                raise ProtocolError(f"invalid message length {length} for message type {chr(data[pos])!r}")
-            if length - 4 > maxm:
-                raise MessageTooLarge(
-                    f"message of type {chr(data[pos])!r} announces {length - 4} bytes, "
-                    f"more than the maximum of {maxm}"
-                )
+            (length,) = unpack(buf, pos + 1)
+            if length < 4 or length - 4 > maxm:
+                self._check_length(buf[pos], length)
             end = pos + 1 + length
             if end > n:
                 break
-            spans.append((data[pos], pos + 5, end))
+            spans.append((buf[pos], pos + 5 - start, end - start))
             pos = end
-        if pos == n:
-            return data, spans
-        self.feed(data[pos:])
-        return data[:pos], spans
+        return spans, pos
 
     def take_rest(self) -> bytes:
         """Remove and return everything buffered (used when switching to TLS or closing)."""
