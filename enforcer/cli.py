@@ -142,7 +142,7 @@ def _run_gateway(
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     try:
-        tokens = GatewayTokens(config.gateway_tokens)
+        tokens = GatewayTokens(config.gateway_tokens) if config.gateway_tokens is not None else None
     except ValueError as exc:
         raise _fail(str(exc)) from None
     oidc = None
@@ -246,6 +246,7 @@ def demo(
     except LocalPostgresError as exc:
         raise _fail(str(exc)) from None
     cfg = _load(setup.config_path)
+    assert cfg.gateway_tokens is not None  # the demo configuration always has them
     token = GatewayTokens(cfg.gateway_tokens).issue(subject, ["agents"], parse_duration("12h", "ttl"))
     token_file = setup.root / "demo.token"
     token_file.write_text(token + "\n")
@@ -274,6 +275,8 @@ def token_issue(
     from enforcer.identity.gateway_tokens import GatewayTokens
 
     cfg = _load(config)
+    if cfg.gateway_tokens is None:
+        raise _fail(f"{config} has no gateway_tokens section, so this gateway does not accept its own tokens")
     try:
         seconds = parse_duration(ttl, "--ttl")
         tok = GatewayTokens(cfg.gateway_tokens).issue(

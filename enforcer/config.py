@@ -219,7 +219,8 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class Config:
     listener: ListenerConfig
-    gateway_tokens: GatewayTokenConfig
+    #: None when clients authenticate with OIDC tokens only.
+    gateway_tokens: GatewayTokenConfig | None
     connections: dict[str, UpstreamConnection]
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(paths=(SHIPPED_POLICIES,)))
@@ -440,19 +441,7 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     )
     listener = _listener(_mapping(top.get("listener"), "listener"), base)
 
-    gt = _mapping(top.get("gateway_tokens"), "gateway_tokens")
-    _reject_unknown(gt, {"signing_key_file", "issuer", "audience", "max_ttl", "clock_skew"}, "gateway_tokens")
-    if "signing_key_file" not in gt:
-        raise ConfigError(
-            "gateway_tokens.signing_key_file: required; `pgwarden token keygen <file>` writes an Ed25519 key"
-        )
-    tokens = GatewayTokenConfig(
-        signing_key_file=_path(gt["signing_key_file"], "gateway_tokens.signing_key_file", base),
-        issuer=_str(gt, "issuer", "gateway_tokens", "pgwarden"),
-        audience=_str(gt, "audience", "gateway_tokens", "pgwarden"),
-        max_ttl=parse_duration(gt.get("max_ttl", "1h"), "gateway_tokens.max_ttl"),
-        clock_skew=parse_duration(gt.get("clock_skew", "30s"), "gateway_tokens.clock_skew"),
-    )
+    tokens = _gateway_tokens(top.get("gateway_tokens"), base)
 
     conns_raw = _mapping(top.get("connections"), "connections")
     if not conns_raw:
@@ -472,8 +461,13 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     if fmt not in ("text", "json"):
         raise ConfigError(f"logging.format: expected text or json, got {fmt!r}")
     identity = _identity(_mapping(top.get("identity"), "identity"), base)
+    if tokens is None and not identity.oidc:
+        raise ConfigError(
+            "gateway_tokens: required unless identity.oidc names an issuer; clients need some token to "
+            "present (`pgwarden token keygen <file>` writes a signing key for gateway tokens)"
+        )
     for issuer in identity.oidc:
-        if issuer.issuer == tokens.issuer:
+        if tokens is not None and issuer.issuer == tokens.issuer:
             raise ConfigError(
                 f"identity.oidc: issuer {issuer.issuer!r} ({issuer.name}) equals gateway_tokens.issuer; "
                 "give gateway tokens an issuer of their own"
@@ -487,6 +481,24 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
         audit=_audit(_mapping(top.get("audit"), "audit"), base),
         identity=identity,
         source=source,
+    )
+
+
+def _gateway_tokens(raw_section: Any, base: Path) -> GatewayTokenConfig | None:
+    if raw_section is None:
+        return None
+    gt = _mapping(raw_section, "gateway_tokens")
+    _reject_unknown(gt, {"signing_key_file", "issuer", "audience", "max_ttl", "clock_skew"}, "gateway_tokens")
+    if "signing_key_file" not in gt:
+        raise ConfigError(
+            "gateway_tokens.signing_key_file: required; `pgwarden token keygen <file>` writes an Ed25519 key"
+        )
+    return GatewayTokenConfig(
+        signing_key_file=_path(gt["signing_key_file"], "gateway_tokens.signing_key_file", base),
+        issuer=_str(gt, "issuer", "gateway_tokens", "pgwarden"),
+        audience=_str(gt, "audience", "gateway_tokens", "pgwarden"),
+        max_ttl=parse_duration(gt.get("max_ttl", "1h"), "gateway_tokens.max_ttl"),
+        clock_skew=parse_duration(gt.get("clock_skew", "30s"), "gateway_tokens.clock_skew"),
     )
 
 

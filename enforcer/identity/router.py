@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING
 import jwt
 
 from enforcer.identity.gateway_tokens import GatewayTokens
-from enforcer.identity.model import Identity
+from enforcer.identity.model import AuthenticationFailed, Identity
 
 if TYPE_CHECKING:
     from enforcer.identity.oidc import OIDCVerifier
 
 
 class IssuerRouter:
-    def __init__(self, gateway_tokens: GatewayTokens, oidc: OIDCVerifier | None = None) -> None:
+    def __init__(self, gateway_tokens: GatewayTokens | None, oidc: OIDCVerifier | None = None) -> None:
+        if gateway_tokens is None and oidc is None:
+            raise ValueError("no token verifier configured")
         self.gateway_tokens = gateway_tokens
         self.oidc = oidc
 
@@ -27,9 +29,16 @@ class IssuerRouter:
         if self.oidc is not None and (self.oidc.handles(token) or not self._is_gateway_token(token)):
             # OIDC refusals list the trusted issuers, which helps with a token from the wrong IdP.
             return await self.oidc.authenticate(user, token)
+        if self.gateway_tokens is None:
+            raise AuthenticationFailed(
+                "password authentication failed: the password is not a token; present a token from "
+                "your identity provider as the password"
+            )
         return await self.gateway_tokens.authenticate(user, token)
 
     def _is_gateway_token(self, token: str) -> bool:
+        if self.gateway_tokens is None:
+            return False
         try:
             claims = jwt.decode(token.strip(), options={"verify_signature": False})
         except jwt.InvalidTokenError:

@@ -92,3 +92,15 @@ def test_durations_and_sizes() -> None:
     for bad in (0, "0", "1TB", False):
         with pytest.raises(ConfigError):
             parse_size(bad, "k")
+
+
+def test_gateway_tokens_optional_only_with_oidc(base: tuple[Path, dict[str, Any]]) -> None:
+    tmp, raw = base
+    raw.pop("gateway_tokens")
+    with pytest.raises(ConfigError, match=r"required unless identity\.oidc"):
+        parse_config(raw, base=tmp)
+    raw["identity"] = {
+        "oidc": [{"name": "okta", "issuer": "https://acme.okta.com", "audiences": ["pgwarden"]}]
+    }
+    cfg = parse_config(raw, base=tmp)
+    assert cfg.gateway_tokens is None and cfg.identity.oidc[0].name == "okta"

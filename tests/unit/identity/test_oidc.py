@@ -587,3 +587,21 @@ def test_handles_never_raises(issuer: LocalIssuer) -> None:
         issuer.issue({"iss": "https://other.example"}),
     ):
         assert not verifier.handles(password)
+
+
+async def test_oidc_only_router_refuses_everything_else() -> None:
+    from enforcer.identity.router import IssuerRouter
+
+    issuer = LocalIssuer()
+    try:
+        router = IssuerRouter(None, OIDCVerifier([OIDCIssuerConfig("okta", issuer.url, ("pgwarden",))]))
+        identity = await router.authenticate("alice", issuer.issue({"sub": "alice"}))
+        assert identity.auth_method == "oidc"
+        stranger = LocalIssuer()
+        foreign = stranger.issue({"sub": "alice"})
+        stranger.stop()
+        for password in ("hunter2", foreign):
+            with pytest.raises(AuthenticationFailed):
+                await router.authenticate("alice", password)
+    finally:
+        issuer.stop()
