@@ -40,6 +40,17 @@ class Upstream:
     def port(self) -> int:
         return self.pg.port
 
+    def connection(self, **overrides: Any) -> dict[str, Any]:
+        """A `connections.<name>` configuration entry for this Postgres (demo database, role app)."""
+        return {
+            "host": "127.0.0.1",
+            "port": self.pg.port,
+            "database": "demo",
+            "user": "app",
+            "password_file": str(self.password_file),
+            **overrides,
+        }
+
     def dsn(self, **extra: Any) -> str:
         parts = {
             "host": "127.0.0.1",
@@ -198,15 +209,7 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
             "insecure_loopback_dev": True,
         }
         lst.update(listener or {})
-        conns = {
-            "demo": {
-                "host": "127.0.0.1",
-                "port": upstream.port,
-                "database": "demo",
-                "user": "app",
-                "password_file": str(upstream.password_file),
-            },
-        }
+        conns = {"demo": upstream.connection()}
         conns.update(connections or {})
         cfg = {
             "listener": lst,

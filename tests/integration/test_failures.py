@@ -207,13 +207,7 @@ def test_upstream_wrong_credential_never_leaks(gateway_factory, tmp_path, upstre
     bad.write_text("definitely-wrong-secret-xyz")
     gw = gateway_factory(
         connections={
-            "badcred": {
-                "host": "127.0.0.1",
-                "port": upstream.port,
-                "database": "demo",
-                "user": "app",
-                "password_file": str(bad),
-            },
+            "badcred": upstream.connection(password_file=str(bad)),
         }
     )
     c = WireClient(gw.port)

@@ -126,15 +126,7 @@ def gw(workdir: Path, upstream: Any, gateway: Any, gate: RecordingGate) -> Itera
             "shutdown_grace": 1,
         },
         "gateway_tokens": {"signing_key_file": str(workdir / "token.key")},
-        "connections": {
-            "demo": {
-                "host": "127.0.0.1",
-                "port": upstream.port,
-                "database": "demo",
-                "user": "app",
-                "password_file": str(upstream.password_file),
-            }
-        },
+        "connections": {"demo": upstream.connection()},
     }
     config = parse_config(raw, base=workdir)
     tokens = GatewayTokens(config.gateway_tokens)

@@ -44,13 +44,8 @@ def test_expiry_grace_is_configurable(gateway_factory) -> None:
 def test_upstream_login_per_group(gateway_factory, upstream) -> None:
     gw = gateway_factory(
         connections={
-            "demo": {
-                "host": "127.0.0.1",
-                "port": upstream.port,
-                "database": "demo",
-                "user": "app",
-                "password_file": str(upstream.password_file),
-                "roles": [
+            "demo": upstream.connection(
+                roles=[
                     {"groups": ["agents"], "user": "app_md5", "password_file": str(upstream.password_file)},
                     {
                         "groups": ["readonly"],
@@ -58,7 +53,7 @@ def test_upstream_login_per_group(gateway_factory, upstream) -> None:
                         "password_file": str(upstream.password_file),
                     },
                 ],
-            }
+            )
         }
     )
     for groups, role in ((("agents",), "app_md5"), (("readonly", "x"), "app_plain"), (("dba",), "app")):

@@ -13,18 +13,6 @@ from tests.integration.wireclient import WireClient
 pytestmark = pytest.mark.integration
 
 
-def connection(upstream, **kw):
-    base = {
-        "host": "127.0.0.1",
-        "port": upstream.port,
-        "database": "demo",
-        "user": "app",
-        "password_file": str(upstream.password_file),
-    }
-    base.update(kw)
-    return base
-
-
 @pytest.fixture(scope="module")
 def gw(gateway_factory, upstream, workdir: Path, tmp_path_factory):
     other = tmp_path_factory.mktemp("otherca")
@@ -32,13 +20,13 @@ def gw(gateway_factory, upstream, workdir: Path, tmp_path_factory):
     ca = str(workdir / "pgtls" / "server.crt")
     return gateway_factory(
         connections={
-            "md5": connection(upstream, user="app_md5"),
-            "plain": connection(upstream, user="app_plain"),
-            "tls_require": connection(upstream, sslmode="require"),
-            "tls_verify_full": connection(upstream, sslmode="verify-full", sslrootcert=ca),
-            "tls_verify_ca": connection(upstream, sslmode="verify-ca", sslrootcert=ca),
-            "tls_wrong_ca": connection(upstream, sslmode="verify-ca", sslrootcert=str(other / "ca.crt")),
-            "tls_wrong_host": connection(upstream, host="localhost", sslmode="verify-full", sslrootcert=ca),
+            "md5": upstream.connection(user="app_md5"),
+            "plain": upstream.connection(user="app_plain"),
+            "tls_require": upstream.connection(sslmode="require"),
+            "tls_verify_full": upstream.connection(sslmode="verify-full", sslrootcert=ca),
+            "tls_verify_ca": upstream.connection(sslmode="verify-ca", sslrootcert=ca),
+            "tls_wrong_ca": upstream.connection(sslmode="verify-ca", sslrootcert=str(other / "ca.crt")),
+            "tls_wrong_host": upstream.connection(host="localhost", sslmode="verify-full", sslrootcert=ca),
         }
     )
 
