@@ -9,7 +9,7 @@ Never: knows about sockets, the wire protocol or a particular engine.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ACTIONS = ("allow", "mask", "review", "deny")
@@ -49,7 +49,6 @@ class Decision:
     review: Review | None = None
     #: Set when the engine failed or answered nonsense: the deny is the gateway's, not the policy's.
     failure: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def allowed(self) -> bool:

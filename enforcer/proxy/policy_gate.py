@@ -34,7 +34,7 @@ import pglast.parser
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
 from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
-from enforcer.policy.engine import EmbeddedEngine, PolicyEngine, PolicyError
+from enforcer.policy.engine import PolicyEngine, PolicyError
 from enforcer.proxy.gate import ALLOW, SessionContext, SQLMessage, Verdict
 from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
 
@@ -336,10 +336,8 @@ class PolicyGate:
             decision = self._pre_decision(ctx, state, facts)
             if decision is None:
                 try:
-                    if isinstance(self.engine, EmbeddedEngine):
-                        raw = self.engine.evaluate_json(
-                            json.dumps(input_doc, separators=(",", ":"), default=str)
-                        )
+                    if self.engine.synchronous:
+                        raw = self.engine.evaluate_sync(input_doc)
                     else:
                         raw = await self.engine.evaluate(input_doc)
                     decision = parse_decision(raw)
