@@ -184,6 +184,10 @@ class Gateway:
                 await self.handle_cancel(msg)
         except (ProtocolError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Shutdown cancels in-flight hand-overs. Python 3.11's start_unix_server
+            # reports a cancelled handler as an unhandled exception, so end quietly.
+            return
         finally:
             writer.close()
 
