@@ -91,7 +91,7 @@ def start_pgbouncer(work: Path, pg: LocalPostgres, app_password: str) -> tuple[s
 
 
 def start_gateway(
-    work: Path, pg: LocalPostgres, pwfile: Path, workers: int, policy: Path, name: str
+    work: Path, pg: LocalPostgres, pwfile: Path, workers: int, policy: Path, name: str, sessions: bool
 ) -> tuple[subprocess.Popen[bytes], int, GatewayTokens]:
     port = free_port()
     key = work / "token.key"
@@ -111,7 +111,13 @@ def start_gateway(
         },
         "logging": {"level": "warning"},
         "policy": {"paths": [str(policy)]},
-        "audit": {"decision_log": str(work / f"decisions-{name}.jsonl")},
+        # The decision log is always on (hash chain, outcome records, fsync: interval);
+        # session recording is measured separately.
+        "audit": {
+            "instance": name,
+            "decision_log": str(work / f"decisions-{name}"),
+            **({"sessions": str(work / f"sessions-{name}.sqlite")} if sessions else {}),
+        },
     }
     path = work / f"gateway-{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -157,12 +163,13 @@ def main() -> None:
                 "PGPASSWORD": "x",
             }
         gateways = [
-            ("pgwarden, allow-all policy", ALLOW_ALL, 1),
-            ("pgwarden, shipped policy", SHIPPED_POLICIES, 1),
-            ("pgwarden, shipped policy, 2 workers", SHIPPED_POLICIES, 2),
+            ("pgwarden, allow-all policy", ALLOW_ALL, 1, False),
+            ("pgwarden, shipped policy", SHIPPED_POLICIES, 1, False),
+            ("pgwarden, shipped + session recording", SHIPPED_POLICIES, 1, True),
+            ("pgwarden, shipped policy, 2 workers", SHIPPED_POLICIES, 2, False),
         ]
-        for i, (label, policy, workers) in enumerate(gateways):
-            gw, gport, tokens = start_gateway(work, pg, pwfile, workers, policy, f"g{i}")
+        for i, (label, policy, workers, sessions) in enumerate(gateways):
+            gw, gport, tokens = start_gateway(work, pg, pwfile, workers, policy, f"g{i}", sessions)
             procs.append(gw)
             token = tokens.issue("bench", ["agents"], 3600)
             targets[label] = {**base, "PGPORT": str(gport), "PGUSER": "bench", "PGPASSWORD": token}

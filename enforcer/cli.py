@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,6 +21,9 @@ from enforcer.config import Config, ConfigError, load_config, parse_duration
 from enforcer.policy.engine import PolicyError
 
 if TYPE_CHECKING:
+    from enforcer.api.server import ApiServer
+    from enforcer.audit.decision_log import DecisionLog
+    from enforcer.audit.sessions import SessionStore
     from enforcer.identity.oidc import OIDCVerifier
     from enforcer.proxy.policy_gate import PolicyGate
     from enforcer.proxy.server import Gateway
@@ -34,10 +38,21 @@ policy_app = typer.Typer(no_args_is_help=True, help="Work with Rego policies.")
 app.add_typer(policy_app, name="policy")
 app.add_typer(token_app, name="token")
 app.add_typer(cert_app, name="cert")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and query the audit trail.")
+sessions_app = typer.Typer(no_args_is_help=True, help="List, show and replay recorded sessions.")
 app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+app.add_typer(sessions_app, name="sessions")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", envvar="PGWARDEN_CONFIG", help="The gateway's YAML configuration.")
+]
+OptionalConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="PGWARDEN_CONFIG", help="The gateway's YAML configuration."),
+]
+LogDirOpt = Annotated[
+    Path | None, typer.Option("--dir", help="The decision log directory (audit.decision_log.dir).")
 ]
 
 
@@ -53,9 +68,27 @@ def _load(path: Path) -> Config:
         raise _fail(str(exc)) from None
 
 
+def open_decision_log(config: Config, labels: dict[str, str], *, worker_index: int = 0) -> DecisionLog:
+    """This process's decision log stream (``<instance>-w<worker>``), or an in-memory one."""
+    from enforcer.audit.decision_log import DecisionLog
+
+    dl = config.audit.decision_log
+    if dl is None:
+        return DecisionLog(None, labels=labels)
+    return DecisionLog(
+        dl.dir,
+        stream=f"{config.audit.instance}-w{worker_index}",
+        labels=labels,
+        rotate_size=dl.rotate_size,
+        fsync=dl.fsync,
+        fsync_interval=dl.fsync_interval,
+        retention=dl.retention,
+        fail_open=dl.on_failure == "forward",
+    )
+
+
 def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
     """The policy engine the configuration names, with its decision log, as a statement gate."""
-    from enforcer.audit.decision_log import DecisionLog
     from enforcer.policy.engine import EmbeddedEngine, OPAEngine, PolicyEngine
     from enforcer.proxy.policy_gate import PolicyGate, choose_cache_key
 
@@ -66,15 +99,18 @@ def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
         engine = OPAEngine(pc.opa.url, timeout=pc.opa.timeout, unix_socket=pc.opa.unix_socket)
     else:
         engine = EmbeddedEngine(list(pc.paths))
-    log_path = config.audit.decision_log
-    if log_path is not None and worker_index:
-        log_path = log_path.with_name(f"{log_path.stem}.w{worker_index}{log_path.suffix}")
-    labels = {"app": "pgwarden", "engine": engine.name, "policy_version": engine.version}
+    labels = {
+        "app": "pgwarden",
+        "engine": engine.name,
+        "policy_version": engine.version,
+        "instance": config.audit.instance,
+    }
+    decision_log = open_decision_log(config, labels, worker_index=worker_index)
     texts = engine.texts if isinstance(engine, EmbeddedEngine) else []
     cache_key = choose_cache_key(pc.decision_cache_key, texts) if texts else "exact"
     return PolicyGate(
         engine,
-        DecisionLog(log_path, labels),
+        decision_log,
         cache_ttl=pc.decision_cache_ttl,
         cache_key=cache_key,
         record_ast=config.audit.record_ast,
@@ -112,15 +148,71 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
             extra={"event": "policy_reloaded", "fields": {"from": old, "to": engine.version}},
         )
 
+    async def fsync_decision_log() -> None:
+        # audit.decision_log.fsync: interval also covers a gateway that goes quiet after a burst.
+        while True:
+            await asyncio.sleep(gate.decision_log.fsync_interval)
+            await asyncio.to_thread(gate.decision_log.flush)
+
     prefetch = asyncio.ensure_future(oidc.prefetch()) if oidc is not None else None  # warm, do not block
+    flusher = asyncio.ensure_future(fsync_decision_log()) if gate.decision_log.directory else None
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    api = None
     try:
+        api = await _start_api(config, gateway)
         await gateway.serve_forever()
     finally:
+        if api is not None:
+            await _stop_api(api)
         if prefetch is not None:
             prefetch.cancel()
+        if flusher is not None:
+            flusher.cancel()
         if oidc is not None:
             await oidc.aclose()
+        if gateway.recorder is not None:
+            await asyncio.to_thread(gateway.recorder.close)
+        gate.decision_log.close()
+
+
+async def _start_api(config: Config, gateway: Gateway) -> ApiServer | None:
+    """The auditor pages and JSON API (``api`` in the configuration), served by worker 0 only."""
+    import ipaddress
+    import logging
+
+    from enforcer.api.app import create_app
+    from enforcer.api.server import serve_api
+
+    if config.api is None or gateway.worker_index != 0:
+        return None
+    host, port = config.api.listen_host, config.api.listen_port
+    app = create_app(
+        store_url=config.audit.sessions_store,
+        authenticator=gateway.authenticator,
+        auditor_groups=config.api.auditor_groups,
+    )
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        logging.getLogger("pgwarden.api").warning(
+            "the API serves plain HTTP on %s and auditors send it tokens; put a TLS-terminating proxy "
+            "in front of it",
+            host,
+            extra={"event": "api_not_loopback"},
+        )
+    try:
+        return await serve_api(app, host, port)
+    except OSError as exc:
+        raise _fail(f"api.listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+async def _stop_api(api: ApiServer) -> None:
+    from enforcer.api.app import close_app
+
+    await api.stop()
+    await asyncio.to_thread(close_app, api.app)
 
 
 def _run_gateway(
@@ -158,10 +250,20 @@ def _run_gateway(
         gate = build_policy_gate(config, worker_index=worker_index)
     except (PolicyError, DecisionLogError) as exc:
         raise _fail(str(exc)) from None
+    recorder = None
+    if config.audit.sessions is not None:
+        from enforcer.audit.sessions import SessionRecorder, SessionStore, StoreError
+
+        try:
+            recorder = SessionRecorder(SessionStore(config.audit.sessions.store))
+        except StoreError as exc:
+            raise _fail(str(exc)) from None
     gateway = Gateway(
         config,
         authenticator,
         gate,
+        recorder=recorder,
+        decision_log=gate.decision_log if gate.decision_log.directory is not None else None,
         worker_index=worker_index,
         worker_count=worker_count,
         run_dir=run_dir,
@@ -351,7 +453,6 @@ def explain(
     show_ast: Annotated[bool, typer.Option("--ast", help="Include the full AST in the input shown.")] = False,
 ) -> None:
     """Print the policy input document and the decision for a statement, without running it."""
-    import json
 
     from enforcer.audit.decision_log import DecisionLog
     from enforcer.config import SHIPPED_POLICIES
@@ -391,6 +492,244 @@ def explain(
         if decision.action != "allow":
             worst = decision.action
     typer.echo(f"decision: {worst} (policy version {engine.version})", err=True)
+
+
+# ---------------------------------------------------------------------- audit trail
+
+
+def _decision_log_dir(config: Path | None, directory: Path | None) -> Path:
+    if directory is not None:
+        return directory
+    if config is None:
+        raise _fail("name the decision log with --dir DIR or the gateway's --config FILE")
+    dl = _load(config).audit.decision_log
+    if dl is None:
+        raise _fail(f"{config} has no audit.decision_log; the gateway keeps no decision log")
+    return dl.dir
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: OptionalConfigOpt = None,
+    directory: LogDirOpt = None,
+) -> None:
+    """Check every hash chain of the decision log; name the first bad record (exit 1)."""
+    from enforcer.audit.verify import verify_directory
+
+    report = verify_directory(_decision_log_dir(config, directory))
+    if report.problem:
+        typer.echo(f"FAIL {report.problem}")
+    for s in report.streams:
+        if s.ok:
+            state = "closed" if s.closed else "open (gateway running, or it stopped without closing)"
+            anchored = f", anchored at segment {s.anchored_from}" if s.anchored_from else ""
+            typer.echo(
+                f"ok   {s.stream}: {s.records} records ({s.decisions} decisions) in {s.segments} segment(s), "
+                f"seq {s.first_seq}..{s.last_seq}{anchored}, {state}"
+            )
+        else:
+            typer.echo(f"FAIL {s.stream}: {s.problem}")
+        for note in s.notes:
+            typer.echo(f"     note: {note}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("query")
+def audit_query(
+    config: OptionalConfigOpt = None,
+    directory: LogDirOpt = None,
+    identity: Annotated[str | None, typer.Option(help="Only decisions on this identity subject.")] = None,
+    action: Annotated[
+        Literal["allow", "deny", "mask", "review"] | None,
+        typer.Option(help="Only decisions with this action."),
+    ] = None,
+    relation: Annotated[
+        str | None, typer.Option(help="Only statements on this table: name or schema.name.")
+    ] = None,
+    session: Annotated[str | None, typer.Option(help="Only this session (id or a prefix).")] = None,
+    connection: Annotated[str | None, typer.Option(help="Only this upstream connection.")] = None,
+    since: Annotated[str | None, typer.Option(help="At or after: ISO time or a duration ago (7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="At or before: ISO time or a duration ago.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many, newest first (default 100).")
+    ] = None,
+    sql: Annotated[
+        str | None,
+        typer.Option(help="Run this read-only query over the views decisions, outcomes and records instead."),
+    ] = None,
+    output: Annotated[Literal["table", "json", "csv"], typer.Option("--format")] = "table",
+) -> None:
+    """Decisions from the decision log, filtered, or any SQL query over it (DuckDB)."""
+    from enforcer.audit.query import (
+        TABLE_COLUMNS,
+        AuditDatabase,
+        DecisionFilter,
+        QueryError,
+        parse_time,
+        write_result,
+    )
+
+    filters: dict[str, object] = {
+        "--identity": identity,
+        "--action": action,
+        "--relation": relation,
+        "--session": session,
+        "--connection": connection,
+        "--since": since,
+        "--until": until,
+        "--limit": limit,
+    }
+    if sql is not None and any(v is not None for v in filters.values()):
+        given = ", ".join(k for k, v in filters.items() if v is not None)
+        raise _fail(f"--sql cannot be combined with {given}; put the conditions in the query")
+    log_dir = _decision_log_dir(config, directory)
+    try:
+        with AuditDatabase(log_dir) as db:
+            if db.unreadable_lines:
+                typer.echo(
+                    f"pgwarden: warning: skipped {db.unreadable_lines} unreadable line(s) of {log_dir} "
+                    "(a torn last record, or damage: run `pgwarden audit verify`)",
+                    err=True,
+                )
+            if sql is not None:
+                result = db.sql(sql)
+            else:
+                result = db.decisions(
+                    DecisionFilter(
+                        identity=identity,
+                        action=action,
+                        relation=relation,
+                        session=session,
+                        connection=connection,
+                        since=parse_time(since, "--since") if since else None,
+                        until=parse_time(until, "--until") if until else None,
+                        limit=100 if limit is None else limit,
+                    )
+                )
+                if output == "table":
+                    result = result.project(TABLE_COLUMNS)
+    except QueryError as exc:
+        raise _fail(str(exc)) from None
+    write_result(result, output, sys.stdout)
+
+
+def _session_store(config: Path | None, store: str | None) -> SessionStore:
+    from enforcer.audit.sessions import SessionStore, StoreError
+
+    if store is None:
+        if config is None:
+            raise _fail("name the session store with --store PATH|URL or the gateway's --config FILE")
+        store = _load(config).audit.sessions_store
+        if store is None:
+            raise _fail(f"{config} has no audit.sessions; this gateway does not record sessions")
+    elif (
+        not store.startswith(("postgresql://", "postgres://"))
+        and not Path(store.removeprefix("sqlite:")).exists()
+    ):
+        raise _fail(f"no session store at {store}")
+    try:
+        return SessionStore(store)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="The session store: a SQLite file or a postgresql:// URL.")
+]
+
+
+@sessions_app.command("list")
+def sessions_list(
+    config: OptionalConfigOpt = None,
+    store: StoreOpt = None,
+    identity: Annotated[str | None, typer.Option(help="Only sessions of this subject.")] = None,
+    connection: Annotated[str | None, typer.Option(help="Only sessions on this connection.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Started at or after: ISO time or a duration (7d).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Started before: ISO time or a duration.")] = None,
+    outcome: Annotated[
+        str | None, typer.Option(help="ok, refused (a statement was refused) or error.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Recorded sessions, newest first."""
+    from enforcer.audit.replay import parse_when, render_session_list
+    from enforcer.audit.sessions import StoreError
+
+    s = _session_store(config, store)
+    try:
+        rows = s.list_sessions(
+            identity=identity,
+            connection=connection,
+            since=parse_when(since, "--since") if since else None,
+            until=parse_when(until, "--until") if until else None,
+            outcome=outcome,
+            limit=limit,
+        )
+    except (StoreError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render_session_list(rows)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(help="The session id (or a unique prefix).")],
+    config: OptionalConfigOpt = None,
+    store: StoreOpt = None,
+    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """One session: who, from where, and every statement with its decision and result."""
+    from enforcer.audit.replay import render_session
+    from enforcer.audit.sessions import StoreError
+
+    s = _session_store(config, store)
+    try:
+        session = s.get_session(session_id)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if session is None:
+        raise _fail(f"no recorded session {session_id!r}; `pgwarden sessions list` shows them", code=1)
+    statements = s.statements(session["id"])
+    if output == "json":
+        typer.echo(json.dumps({"session": session, "statements": statements}, indent=2))
+    else:
+        render_session(session, statements, speed=None)
+
+
+@sessions_app.command("replay")
+def sessions_replay(
+    session_id: Annotated[str, typer.Argument(help="The session id (or a unique prefix).")],
+    config: OptionalConfigOpt = None,
+    store: StoreOpt = None,
+    speed: Annotated[str, typer.Option(help="1 (original pacing), 10 (ten times faster) or max.")] = "1",
+) -> None:
+    """Play a session back on the terminal with its original pacing."""
+    from enforcer.audit.replay import render_session
+    from enforcer.audit.sessions import StoreError
+
+    if speed == "max":
+        factor = 0.0
+    else:
+        try:
+            factor = float(speed)
+        except ValueError:
+            raise _fail(f"--speed {speed!r}: use 1, 10, another positive number, or max") from None
+        if factor <= 0:
+            raise _fail(f"--speed {speed!r}: use a positive number or max")
+    s = _session_store(config, store)
+    try:
+        session = s.get_session(session_id)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if session is None:
+        raise _fail(f"no recorded session {session_id!r}; `pgwarden sessions list` shows them", code=1)
+    render_session(session, s.statements(session["id"]), speed=factor)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,10 +170,45 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class DecisionLogConfig:
+    """Hash-chained JSONL segments of decision records (one chain per gateway process)."""
+
+    dir: Path
+    rotate_size: int = 64 * 1024 * 1024
+    #: always: fsync every record before the statement is forwarded; interval: at most every
+    #: ``fsync_interval`` (and at rotation/close); never: leave it to the OS. A record is always
+    #: written (handed to the kernel) before forwarding, so a killed gateway loses none; fsync
+    #: matters for power loss.
+    fsync: str = "interval"
+    fsync_interval: float = 1.0
+    #: refuse: a record that cannot be written refuses the statement (fail closed); forward: forward
+    #: it anyway and log an error for every such statement.
+    on_failure: str = "refuse"
+    #: Segments older than this are deleted at rotation (an anchor keeps the chain verifiable).
+    retention: float | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecordingConfig:
+    #: A SQLite file path or a postgresql:// URL (password from PGPASSWORD/PGPASSFILE, not the URL).
+    store: str
+    record_rows: bool = False
+    max_rows_per_statement: int = 100
+    max_bytes_per_session: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class AuditConfig:
-    decision_log: Path | None = None
+    decision_log: DecisionLogConfig | None = None
+    sessions: SessionRecordingConfig | None = None
+    #: Names this gateway's chains (``<instance>-w<worker>``); defaults to the host name.
+    instance: str = ""
     #: Keep the full AST in recorded inputs (it can be re-derived from the recorded text).
     record_ast: bool = False
+
+    @property
+    def sessions_store(self) -> str | None:
+        return self.sessions.store if self.sessions is not None else None
 
 
 #: The policies shipped with pgwarden (used when the configuration names none).
@@ -217,6 +253,16 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The HTTP server for auditors (session pages and JSON API); plain HTTP, so keep it on loopback."""
+
+    listen_host: str
+    listen_port: int
+    #: Identities in one of these groups may read recorded sessions.
+    auditor_groups: tuple[str, ...] = ("auditors",)
+
+
+@dataclass(frozen=True)
 class Config:
     listener: ListenerConfig
     #: None when clients authenticate with OIDC tokens only.
@@ -226,6 +272,8 @@ class Config:
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(paths=(SHIPPED_POLICIES,)))
     audit: AuditConfig = field(default_factory=AuditConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    #: None when the configuration has no ``api`` section (no HTTP server).
+    api: ApiConfig | None = None
     source: Path | None = None
 
 
@@ -436,7 +484,7 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     top = _mapping(raw, "configuration")
     _reject_unknown(
         top,
-        {"listener", "gateway_tokens", "connections", "logging", "policy", "audit", "identity"},
+        {"listener", "gateway_tokens", "connections", "logging", "policy", "audit", "identity", "api"},
         "configuration",
     )
     listener = _listener(_mapping(top.get("listener"), "listener"), base)
@@ -480,8 +528,31 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
         policy=_policy(_mapping(top.get("policy"), "policy"), base),
         audit=_audit(_mapping(top.get("audit"), "audit"), base),
         identity=identity,
+        api=_api(top.get("api")),
         source=source,
     )
+
+
+def _api(raw_section: Any) -> ApiConfig | None:
+    key = "api"
+    if raw_section is None:
+        return None
+    raw = _mapping(raw_section, key)
+    _reject_unknown(raw, {"listen", "auditor_groups"}, key)
+    listen = _str(raw, "listen", key)
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\s\[\]]+):(\d{1,5})", listen)
+    port = int(m.group(2) or m.group(4)) if m else 0
+    if m is None or not 1 <= port <= 65535:
+        raise ConfigError(
+            f"{key}.listen: expected host:port such as 127.0.0.1:8080 (or [::1]:8080), got {listen!r}"
+        )
+    groups = raw.get("auditor_groups", ["auditors"])
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g for g in groups):
+        raise ConfigError(
+            f"{key}.auditor_groups: expected a non-empty list of group names, such as [auditors], "
+            f"got {groups!r}"
+        )
+    return ApiConfig(listen_host=m.group(1) or m.group(3), listen_port=port, auditor_groups=tuple(groups))
 
 
 def _gateway_tokens(raw_section: Any, base: Path) -> GatewayTokenConfig | None:
@@ -541,11 +612,78 @@ def _policy(raw: dict[str, Any], base: Path) -> PolicyConfig:
 
 
 def _audit(raw: dict[str, Any], base: Path) -> AuditConfig:
-    _reject_unknown(raw, {"decision_log", "record_ast"}, "audit")
-    log = raw.get("decision_log")
+    _reject_unknown(raw, {"decision_log", "sessions", "instance", "record_ast"}, "audit")
+    instance = _str(raw, "instance", "audit", socket.gethostname() or "pgwarden")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", instance):
+        raise ConfigError(
+            f"audit.instance: {instance!r} cannot name a decision log stream; use letters, digits, '.', '_' "
+            "and '-' (at most 64)"
+        )
     return AuditConfig(
-        decision_log=_path(log, "audit.decision_log", base, must_exist=False) if log else None,
+        decision_log=_decision_log(raw.get("decision_log"), base),
+        sessions=_sessions(raw.get("sessions"), base),
+        instance=instance,
         record_ast=_bool(raw, "record_ast", "audit", False),
+    )
+
+
+def _decision_log(value: Any, base: Path) -> DecisionLogConfig | None:
+    key = "audit.decision_log"
+    if value is None:
+        return None
+    raw = {"dir": value} if isinstance(value, str) else _mapping(value, key)
+    _reject_unknown(raw, {"dir", "rotate_size", "fsync", "fsync_interval", "on_failure", "retention"}, key)
+    if not raw.get("dir"):
+        raise ConfigError(f"{key}.dir: missing; name the directory that holds the decision log segments")
+    directory = _path(raw["dir"], f"{key}.dir", base, must_exist=False)
+    if directory.suffix == ".jsonl":
+        raise ConfigError(
+            f"{key}: {directory} names a file; the decision log is a directory of hash-chained segments "
+            "now, so name a directory (for example ./data/decisions)"
+        )
+    fsync = _str(raw, "fsync", key, "interval")
+    if fsync not in ("always", "interval", "never"):
+        raise ConfigError(f"{key}.fsync: {fsync!r} is not one of always, interval, never")
+    on_failure = _str(raw, "on_failure", key, "refuse")
+    if on_failure not in ("refuse", "forward"):
+        raise ConfigError(f"{key}.on_failure: {on_failure!r} is not one of refuse, forward")
+    rotate = parse_size(raw.get("rotate_size", 64 * 1024 * 1024), f"{key}.rotate_size")
+    if rotate < 4096:
+        raise ConfigError(f"{key}.rotate_size: {rotate} bytes is too small; use at least 4KiB")
+    retention = raw.get("retention")
+    return DecisionLogConfig(
+        dir=directory,
+        rotate_size=rotate,
+        fsync=fsync,
+        fsync_interval=parse_duration(raw.get("fsync_interval", "1s"), f"{key}.fsync_interval"),
+        on_failure=on_failure,
+        retention=parse_duration(retention, f"{key}.retention") if retention is not None else None,
+    )
+
+
+def _sessions(value: Any, base: Path) -> SessionRecordingConfig | None:
+    key = "audit.sessions"
+    if value is None:
+        return None
+    raw = {"store": value} if isinstance(value, str) else _mapping(value, key)
+    _reject_unknown(raw, {"store", "record_rows", "max_rows_per_statement", "max_bytes_per_session"}, key)
+    store = raw.get("store")
+    if not isinstance(store, str) or not store:
+        raise ConfigError(f"{key}.store: missing; give a SQLite file path or a postgresql:// URL")
+    if store.startswith(("postgresql://", "postgres://")):
+        if ":" in store.split("://", 1)[1].split("@", 1)[0] and "@" in store:
+            raise ConfigError(
+                f"{key}.store: the URL carries a password; put it in PGPASSWORD or a PGPASSFILE instead"
+            )
+    else:
+        store = str(_path(store.removeprefix("sqlite:"), f"{key}.store", base, must_exist=False))
+    return SessionRecordingConfig(
+        store=store,
+        record_rows=_bool(raw, "record_rows", key, False),
+        max_rows_per_statement=_int(raw, "max_rows_per_statement", key, 100, 0, 1_000_000),
+        max_bytes_per_session=parse_size(
+            raw.get("max_bytes_per_session", 1024 * 1024), f"{key}.max_bytes_per_session"
+        ),
     )
 
 

@@ -92,7 +92,10 @@ def prepare_demo(root: Path, gateway_port: int = 6432, pg_port: int | None = Non
         },
         "logging": {"level": "info", "format": "text"},
         "policy": {"engine": "embedded", "paths": [str(SHIPPED_POLICIES)]},
-        "audit": {"decision_log": str(root / "decisions.jsonl")},
+        "audit": {
+            "decision_log": str(root / "audit" / "decisions"),
+            "sessions": {"store": str(root / "audit" / "sessions.sqlite"), "record_rows": True},
+        },
     }
     config_path = root / "pgwarden.yaml"
     config_path.write_text(

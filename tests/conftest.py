@@ -122,14 +122,23 @@ class GatewayProcess:
     tokens: GatewayTokens
     cert: Path
     decision_log: Path | None = None
+    session_store: Path | None = None
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """Every decision-log record written so far (all workers' streams, each in chain order)."""
+        assert self.decision_log is not None
+        out = []
+        for f in sorted(self.decision_log.glob("*/*.jsonl")):
+            if f.name != "anchors.jsonl":
+                out += [json.loads(line) for line in f.read_text().splitlines() if line]
+        return out
 
     def decisions(self) -> list[dict[str, Any]]:
         """Decision records written so far (all workers)."""
-        assert self.decision_log is not None
-        out = []
-        for f in sorted(self.decision_log.parent.glob(self.decision_log.stem + "*.jsonl")):
-            out += [json.loads(line) for line in f.read_text().splitlines() if line]
-        return out
+        return [r for r in self.log_records() if r.get("event") == "decision"]
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        return [r for r in self.log_records() if r.get("event") == "outcome"]
 
     def token(self, subject: str = "ci-bot", groups: tuple[str, ...] = ("agents",), ttl: float = 900) -> str:
         return self.tokens.issue(subject, list(groups), ttl)
@@ -200,8 +209,10 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         logging_format: str = "json",
         policy: dict[str, Any] | None = None,
         identity: dict[str, Any] | None = None,
+        audit: dict[str, Any] | None = None,
     ) -> GatewayProcess:
         port = free_port()
+        n = len(started)
         lst: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": port,
@@ -217,10 +228,14 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
             "connections": conns,
             "logging": {"level": "debug", "format": logging_format},
             "policy": policy or {"paths": [str(ALLOW_ALL_POLICY)]},
-            "audit": {"decision_log": str(workdir / f"decisions-{len(started)}.jsonl")},
+            "audit": {
+                "decision_log": str(workdir / f"decisions-{n}"),
+                "sessions": str(workdir / f"sessions-{n}.sqlite"),
+                "instance": "test",
+                **(audit or {}),
+            },
             **({"identity": identity} if identity else {}),
         }
-        n = len(started)
         path = workdir / f"gateway-{n}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         log = workdir / f"gateway-{n}.log"
@@ -237,7 +252,8 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
             proc,
             GatewayTokens(load_config(path).gateway_tokens),
             cert,
-            decision_log=workdir / f"decisions-{n}.jsonl",
+            decision_log=workdir / f"decisions-{n}",
+            session_store=workdir / f"sessions-{n}.sqlite",
         )
         started.append(gw)
         return gw

@@ -1,20 +1,40 @@
-"""Decision log: one OPA-style decision-log event per policy decision, as JSON lines.
+"""Decision log: OPA-style decision-log events, as hash-chained JSON-lines segments.
 
 Owns: the record shape (OPA's decision_id, timestamp, path, input, result,
-labels, metrics, plus what the enforcer did) and appending it durably enough
-that a record exists before the statement it describes is forwarded.
-Never: swallows a write failure; the caller refuses the statement instead.
+labels, metrics, plus what the enforcer did), appending it before the statement
+it describes is forwarded, the hash chain, segment rotation, retention anchors
+and the fsync policy.
+Never: swallows a write failure (the caller refuses the statement, or forwards
+it with a loud error when configured to fail open); rewrites or deletes a record
+other than by retention of whole segments.
+
+Layout: ``<dir>/<stream>/<segment>.jsonl``; one stream per gateway process
+(``<instance>-w<worker>``), held under an exclusive lock, so that each chain has a
+single writer. Every line is one JSON object with an ``event`` (``segment``,
+``decision``, ``outcome``, ``retention``, ``close``), a ``chain`` member
+``{"stream", "seq", "prev"}`` and, last, ``"hash"``: the SHA-256 of the line's
+bytes without the hash member (that is, the line up to ``,"hash":`` plus ``}``).
+Editing, removing, reordering or cutting a record breaks the chain at that
+record; ``pgwarden audit verify`` names it (see :mod:`enforcer.audit.verify`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+GENESIS = "0" * 64
+SEGMENT_SUFFIX = ".jsonl"
+ANCHORS = "anchors.jsonl"
+_HASH_TAIL = len(',"hash":"') + 64 + len('"}')
 
 
 class DecisionLogError(Exception):
@@ -29,21 +49,252 @@ def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1e6) % 1_000_000:06d}Z"
 
 
-class DecisionLog:
-    """Appends records to a JSONL file (or keeps them in memory when ``path`` is None, for tools)."""
+def split_hash(line: bytes) -> tuple[bytes, str] | None:
+    """``(body, hash)`` of one record line without its newline, or None if it has no hash member."""
+    if len(line) < _HASH_TAIL + 2 or not line.endswith(b'"}'):
+        return None
+    tail = line[-_HASH_TAIL:]
+    if not tail.startswith(b',"hash":"'):
+        return None
+    digest = tail[9:-2].decode("ascii", "replace")
+    return line[:-_HASH_TAIL] + b"}", digest
 
-    def __init__(self, path: Path | None, labels: dict[str, str] | None = None) -> None:
-        self.path = path
+
+def segment_number(path: Path) -> int | None:
+    stem = path.name.removesuffix(SEGMENT_SUFFIX)
+    return int(stem) if path.name.endswith(SEGMENT_SUFFIX) and stem.isdigit() else None
+
+
+def segments_of(stream_dir: Path) -> list[tuple[int, Path]]:
+    found = [(n, p) for p in stream_dir.iterdir() if (n := segment_number(p)) is not None]
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class ChainTip:
+    """The last whole record of a segment: where the next record chains on."""
+
+    seq: int
+    hash: str
+    event: str
+    torn_bytes: int
+
+
+def read_tip(path: Path) -> ChainTip | None:
+    """The last whole record of a segment file (reading backwards), and how many bytes follow it."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        block = 1 << 16
+        data = b""
+        pos = size
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+            end = data.rfind(b"\n")
+            if end < 0:
+                continue
+            start = data.rfind(b"\n", 0, end)
+            if start < 0 and pos > 0:
+                block *= 2
+                continue
+            line = data[start + 1 : end]
+            parts = split_hash(line)
+            if parts is None:
+                return None
+            try:
+                record = json.loads(parts[0])
+                seq = int(record["chain"]["seq"])
+            except (ValueError, KeyError, TypeError):
+                return None
+            return ChainTip(seq, parts[1], str(record.get("event", "")), size - (pos + end + 1))
+        return None
+
+
+class DecisionLog:
+    """Appends records to this process's chain (or keeps them in memory when ``directory`` is None)."""
+
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        stream: str = "",
+        labels: dict[str, str] | None = None,
+        rotate_size: int = 64 * 1024 * 1024,
+        fsync: str = "interval",
+        fsync_interval: float = 1.0,
+        retention: float | None = None,
+        fail_open: bool = False,
+    ) -> None:
+        self.directory = directory
+        self.stream = stream
         self.labels = labels or {}
+        self.rotate_size = rotate_size
+        self.fsync_mode = fsync
+        self.fsync_interval = fsync_interval
+        self.retention = retention
+        #: Forward statements whose record could not be written (audit.decision_log.on_failure: forward).
+        self.fail_open = fail_open
+        self.memory: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._fd: int | None = None
-        self.memory: list[dict[str, Any]] = []
-        if path is not None:
+        self._lock_fd: int | None = None
+        self._seq = 0
+        self._prev = GENESIS
+        self._segment = 0
+        self._size = 0
+        self._last_fsync = time.monotonic()
+        self._dirty = False
+        if directory is None:
+            return
+        if not stream:
+            raise ValueError("a decision log on disk needs a stream name")
+        self.stream_dir = directory / stream
+        try:
+            self.stream_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.stream_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            except OSError as exc:
-                raise DecisionLogError(f"cannot open the decision log {path}: {exc.strerror}") from None
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DecisionLogError(
+                    f"another gateway process is writing the decision log stream {self.stream_dir}; "
+                    "give each gateway its own audit.instance"
+                ) from None
+            self._resume()
+        except OSError as exc:
+            raise DecisionLogError(
+                f"cannot open the decision log {self.stream_dir}: {exc.strerror or exc}"
+            ) from None
+
+    @property
+    def path(self) -> Path | None:
+        """The segment being written."""
+        if self.directory is None:
+            return None
+        return self.stream_dir / f"{self._segment:06d}{SEGMENT_SUFFIX}"
+
+    # ------------------------------------------------------------------ start and rotation
+    def _resume(self) -> None:
+        """Continue the stream's chain in a new segment (a process never appends to an old one)."""
+        segments = segments_of(self.stream_dir)
+        previous: dict[str, Any] | None = None
+        if segments:
+            number, path = segments[-1]
+            tip = read_tip(path)
+            if tip is None:
+                raise DecisionLogError(
+                    f"the last segment {path} has no whole record to chain on; run `pgwarden audit verify` "
+                    "and move the damaged segment aside"
+                )
+            self._seq, self._prev, self._segment = tip.seq, tip.hash, number
+            previous = {"segment": number, "closed": tip.event == "close", "torn_bytes": tip.torn_bytes}
+        self._open_segment(previous)
+
+    def _open_segment(self, previous: dict[str, Any] | None) -> None:
+        self._segment += 1
+        path = self.path
+        assert path is not None
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        self._size = 0
+        header: dict[str, Any] = {
+            "event": "segment",
+            "timestamp": rfc3339(time.time()),
+            "segment": self._segment,
+            "pid": os.getpid(),
+            "labels": self.labels,
+        }
+        if previous is not None:
+            header["previous"] = previous
+        self._append(json.dumps(header, separators=(",", ":"))[:-1])
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.stream_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        previous = {"segment": self._segment, "rotated": True, "torn_bytes": 0}
+        self._open_segment(previous)
+        if self.retention is not None:
+            self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        """Delete whole segments older than the retention, oldest first, leaving an anchor for each."""
+        assert self.retention is not None
+        cutoff = time.time() - self.retention
+        for number, path in segments_of(self.stream_dir):
+            if number >= self._segment - 1 or path.stat().st_mtime >= cutoff:
+                return
+            tip = read_tip(path)
+            if tip is None:
+                return  # damaged: keep it for the auditor
+            anchor = {
+                "stream": self.stream,
+                "segment": number,
+                "last_seq": tip.seq,
+                "last_hash": tip.hash,
+                "deleted_at": rfc3339(time.time()),
+            }
+            # The anchor goes into the chain first, so that the anchors file cannot be forged later.
+            self._append(json.dumps({"event": "retention", **anchor}, separators=(",", ":"))[:-1])
+            with open(self.stream_dir / ANCHORS, "a", encoding="utf-8") as f:
+                f.write(json.dumps(anchor, separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            path.unlink()
+
+    # ------------------------------------------------------------------ writing
+    def _append(self, body_open: str) -> None:
+        """Chain and write one record. ``body_open`` is a JSON object without its closing brace."""
+        assert self._fd is not None
+        self._seq += 1
+        body = f'{body_open},"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}}}'
+        data = body.encode()
+        digest = hashlib.sha256(data).hexdigest()
+        line = data[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        try:
+            written = os.write(self._fd, line)
+        except OSError:
+            self._seq -= 1
+            raise
+        if written != len(line):
+            # The chain cannot continue after a partial line: later records would chain on a
+            # record that does not exist. Stop writing; every later statement is refused.
+            self._fd = None
+            raise DecisionLogError(f"short write to the decision log {self.path}")
+        self._prev = digest
+        self._size += written
+        self._dirty = True
+        if self.fsync_mode == "always" or (
+            self.fsync_mode == "interval" and time.monotonic() - self._last_fsync >= self.fsync_interval
+        ):
+            os.fdatasync(self._fd)
+            self._last_fsync = time.monotonic()
+            self._dirty = False
+
+    def _write_record(self, body_open: str) -> None:
+        if self.directory is None:
+            self.memory.append(json.loads(body_open + "}"))
+            return
+        try:
+            with self._lock:
+                if self._fd is None:
+                    raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
+                self._append(body_open)
+                if self._size >= self.rotate_size:
+                    self._rotate()
+        except OSError as exc:
+            raise DecisionLogError(
+                f"cannot write the decision log {self.path}: {exc.strerror or exc}"
+            ) from None
 
     def write(
         self,
@@ -55,8 +306,9 @@ class DecisionLog:
         metrics: dict[str, int],
         path: str = "pgwarden/decision",
     ) -> None:
-        """Write one record. ``input_json`` is pre-serialised (cached decisions reuse it)."""
+        """Write one decision record. ``input_json`` is pre-serialised (cached decisions reuse it)."""
         head = {
+            "event": "decision",
             "decision_id": decision_id,
             "timestamp": rfc3339(time.time()),
             "path": path,
@@ -65,20 +317,60 @@ class DecisionLog:
             "metrics": metrics,
             "enforcement": enforcement,
         }
-        line = json.dumps(head, separators=(",", ":"), default=str)[:-1] + ',"input":' + input_json + "}\n"
-        if self._fd is None:
-            self.memory.append(json.loads(line))
-            return
-        data = line.encode()
-        try:
-            with self._lock:
-                written = os.write(self._fd, data)
-            if written != len(data):
-                raise DecisionLogError(f"short write to the decision log {self.path}")
-        except OSError as exc:
-            raise DecisionLogError(f"cannot write the decision log {self.path}: {exc.strerror}") from None
+        body = json.dumps(head, separators=(",", ":"), default=str)[:-1]
+        self._write_record(body + ',"input":' + input_json)
+
+    def write_outcome(
+        self,
+        *,
+        decision_id: str,
+        session: str,
+        forwarded: bool,
+        command_tag: str,
+        rows: int | None,
+        duration_ms: float,
+        error: dict[str, str] | None,
+    ) -> None:
+        """What came of a decided statement: rows, command tag, duration, error."""
+        record = {
+            "event": "outcome",
+            "decision_id": decision_id,
+            "timestamp": rfc3339(time.time()),
+            "session": session,
+            "forwarded": forwarded,
+            "command_tag": command_tag,
+            "rows": rows,
+            "duration_ms": round(duration_ms, 3),
+            "error": error,
+        }
+        self._write_record(json.dumps(record, separators=(",", ":"))[:-1])
+
+    def write_approval(self, event: dict[str, Any]) -> None:
+        """An approval event (requested, approved, rejected, timed_out, withdrawn, executed, ...)."""
+        record = {"event": "approval", "timestamp": rfc3339(time.time()), "approval": event}
+        self._write_record(json.dumps(record, separators=(",", ":"), default=str)[:-1])
+
+    def flush(self) -> None:
+        """fsync what was written (the interval policy's timer and shutdown call this)."""
+        with self._lock:
+            if self._fd is not None and self._dirty:
+                os.fdatasync(self._fd)
+                self._dirty = False
+                self._last_fsync = time.monotonic()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """End the stream cleanly: a ``close`` record tells verify that nothing after it is missing."""
+        if self.directory is None:
+            return
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    close = {"event": "close", "timestamp": rfc3339(time.time())}
+                    self._append(json.dumps(close, separators=(",", ":"))[:-1])
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None

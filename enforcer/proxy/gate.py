@@ -63,6 +63,10 @@ class Verdict:
     refusal: ErrorResponse | None = None
     transformer: ResultTransformer | None = None
     notices: tuple[str, ...] = ()
+    #: For the audit trail: the decision record this verdict came from, and what it said.
+    decision_id: str = ""
+    action: str = ""
+    reasons: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:

@@ -448,14 +448,29 @@ class PolicyGate:
                     metrics={"timer_pgwarden_decision_ns": 0 if cached else eval_ns},
                 )
         except DecisionLogError as exc:
-            log.error("%s", exc, extra={"event": "decision_log_failed"})
-            return _refuse(
-                "42501",
-                "pgwarden cannot record its decision, so the statement was not forwarded (fail closed)",
-                detail=str(exc),
+            if not self.decision_log.fail_open:
+                log.error("%s", exc, extra={"event": "decision_log_failed"})
+                return _refuse(
+                    "42501",
+                    "pgwarden cannot record its decision, so the statement was not forwarded (fail closed)",
+                    detail=str(exc),
+                )
+            log.error(
+                "%s; FORWARDING WITHOUT A DECISION RECORD because audit.decision_log.on_failure is forward",
+                exc,
+                extra={"event": "decision_log_failed_open", "fields": {"session": ctx.session_id}},
             )
         if verdict.refusal is not None:
             verdict = _with_decision_id(verdict, first_id)
+        reasons = tuple(entry.decision.reasons)
+        verdict = Verdict(
+            refusal=verdict.refusal,
+            transformer=verdict.transformer,
+            notices=verdict.notices,
+            decision_id=first_id,
+            action=entry.decision.action,
+            reasons=reasons,
+        )
         if isinstance(message, Parse):
             state.statements[message.name] = _remembered(entry, verdict)
         if verdict.refusal is None:

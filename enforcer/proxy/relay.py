@@ -46,6 +46,7 @@ from enforcer.wire import (
 
 if TYPE_CHECKING:
     from enforcer.config import ListenerConfig
+    from enforcer.proxy.recording import StatementTracker
 
 log = logging.getLogger("pgwarden.session")
 
@@ -118,6 +119,7 @@ class Relay:
         upstream: asyncio.Transport,
         event: Callable[..., None],
         expires_at: float | None = None,
+        tracker: StatementTracker | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.ctx = ctx
@@ -147,6 +149,8 @@ class Relay:
         self.expires_at = expires_at
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._expired = False
+        #: Follows statements to their results for the audit trail (None: nothing records them).
+        self.tracker = tracker
 
     def start(self, client_pending: bytes, upstream_pending: bytes) -> None:
         self.client.set_protocol(
@@ -189,6 +193,8 @@ class Relay:
             self.upstream.write(_TERMINATE)
             self.upstream.close()
         self.client.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
     def fatal(self, sqlstate: str, message: str, reason: str) -> None:
         """Tell the client why (FATAL), then end the session."""
@@ -319,12 +325,14 @@ class Relay:
                     self.deciding = True
                     self._pause_client("deciding")
                     raw = chunk[frame_start:end]
-                    self._decision_task = self.loop.create_task(self._await_decision(decided, type_byte, raw))
+                    self._decision_task = self.loop.create_task(
+                        self._await_decision(decided, msg, type_byte, raw)
+                    )
                     return
                 if decided.refusal is None and not decided.notices:
-                    self._apply(decided, type_byte, b"")  # bookkeeping only; the bytes stay as sent
+                    self._apply(decided, msg, type_byte, b"")  # bookkeeping only; the bytes stay as sent
                     continue
-                replacement = self._apply(decided, type_byte, chunk[frame_start:end])
+                replacement = self._apply(decided, msg, type_byte, chunk[frame_start:end])
             elif type_byte == _F:
                 self.refused += 1
                 replacement = self._stand_in(FUNCTION_CALL_REFUSED, simple=True)
@@ -354,7 +362,9 @@ class Relay:
         if out:
             self.upstream.write(bytes(out))
 
-    async def _await_decision(self, decided: Awaitable[Verdict], type_byte: int, raw: bytes) -> None:
+    async def _await_decision(
+        self, decided: Awaitable[Verdict], msg: Query | Parse | BindHead | Execute, type_byte: int, raw: bytes
+    ) -> None:
         try:
             verdict = await _await_verdict(decided)
         except asyncio.CancelledError:
@@ -364,7 +374,7 @@ class Relay:
             verdict = Verdict(refusal=GATE_FAILURE)
         if self.done.done():
             return
-        self.upstream.write(self._apply(verdict, type_byte, raw))
+        self.upstream.write(self._apply(verdict, msg, type_byte, raw))
         self.deciding = False
         if self.backlog:
             self.cframer.feed(bytes(self.backlog))
@@ -374,10 +384,14 @@ class Relay:
         if not self.deciding:
             self._resume_client("deciding")
 
-    def _apply(self, verdict: Verdict, type_byte: int, raw: bytes) -> bytes:
+    def _apply(
+        self, verdict: Verdict, msg: Query | Parse | BindHead | Execute, type_byte: int, raw: bytes
+    ) -> bytes:
         """The bytes to send upstream for one decided message."""
         if type_byte in (_Q, _P):
             self.statements += 1
+        if self.tracker is not None:
+            self.tracker.message(msg, verdict, self.cycles_sent)
         for notice in verdict.notices:
             self.client.write(NoticeResponse.build("00000", notice, severity="NOTICE").encode())
         if verdict.refusal is None:
@@ -406,9 +420,12 @@ class Relay:
         framer = self.uframer
         ctx = self.ctx
         try:
+            tracker = self.tracker
             if not self.pending_refusals and not self.transformers and not self._expired:
                 chunk, spans = framer.feed_and_take(data)
                 for type_byte, start, end in spans:
+                    if tracker is not None and type_byte in tracker.watch:
+                        tracker.backend(type_byte, chunk[start:end], self.cycles_done)
                     if type_byte == _READY:
                         ctx.transaction_status = chr(chunk[start])
                         self.cycles_done += 1
@@ -428,8 +445,12 @@ class Relay:
                 if transformer is not None:
                     for t, p in transformer.transform(type_byte, payload):
                         out += bytes((t,)) + (len(p) + 4).to_bytes(4, "big") + p
+                        if tracker is not None and t in tracker.watch:
+                            tracker.backend(t, p, self.cycles_done)
                 else:
                     out += raw
+                    if tracker is not None and type_byte in tracker.watch:
+                        tracker.backend(type_byte, raw[5:], self.cycles_done)
                 if type_byte == _READY:
                     ctx.transaction_status = chr(payload[0])
                     self.transformers.pop(self.cycles_done, None)

@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from enforcer.config import Config
 from enforcer.identity import Authenticator
@@ -23,6 +24,10 @@ from enforcer.proxy.session import ClientSession
 from enforcer.proxy.tls import server_context
 from enforcer.proxy.upstream import send_cancel
 from enforcer.wire import CancelRequest, ProtocolError, decode_untyped, untyped_length
+
+if TYPE_CHECKING:
+    from enforcer.audit.decision_log import DecisionLog
+    from enforcer.audit.sessions import SessionRecorder
 
 log = logging.getLogger("pgwarden.server")
 
@@ -38,6 +43,8 @@ class Gateway:
         authenticator: Authenticator,
         gate: StatementGate | None = None,
         *,
+        recorder: SessionRecorder | None = None,
+        decision_log: DecisionLog | None = None,
         worker_index: int = 0,
         worker_count: int = 1,
         run_dir: Path | None = None,
@@ -46,6 +53,9 @@ class Gateway:
         self.config = config
         self.authenticator = authenticator
         self.gate: StatementGate = gate or AllowAllGate()
+        #: Session recording (audit.sessions) and the on-disk decision log for statement outcomes.
+        self.recorder = recorder
+        self.decision_log = decision_log
         self.cancels = CancelRegistry(worker_index)
         self.worker_index = worker_index
         self.worker_count = worker_count

@@ -19,9 +19,11 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from enforcer.audit.sessions import SessionEnd, SessionStart
 from enforcer.identity import AuthenticationFailed, Identity
 from enforcer.proxy.cancel import CancelTarget
 from enforcer.proxy.gate import SessionContext
+from enforcer.proxy.recording import StatementTracker
 from enforcer.proxy.relay import Relay, pinned_parameter_ok
 from enforcer.proxy.tls import ALPN_POSTGRESQL
 from enforcer.proxy.upstream import UpstreamError, UpstreamLink, connect_upstream
@@ -76,6 +78,7 @@ class ClientSession:
         self.admitted = False
         self.closing_reason = "client disconnected"
         self.relay: Relay | None = None
+        self.recording = False
 
     # ------------------------------------------------------------------ logging
     def _event(self, event: str, level: int = logging.INFO, **fields: object) -> None:
@@ -106,6 +109,7 @@ class ClientSession:
                 tls=self.tls,
                 application_name=self.ctx.application_name if self.ctx else "",
             )
+            self._record_start()
             await self._relay()
         except SessionClosed:
             pass
@@ -131,7 +135,32 @@ class ClientSession:
         finally:
             await self._cleanup()
 
+    def _record_start(self) -> None:
+        recorder, ctx = self.gateway.recorder, self.ctx
+        if recorder is None or ctx is None:
+            return
+        self.recording = True
+        identity = ctx.identity
+        recorder.put(
+            SessionStart(
+                id=self.id,
+                instance=f"{self.config.audit.instance}-w{self.gateway.worker_index}",
+                started_at=time.time(),
+                subject=identity.subject,
+                issuer=identity.issuer,
+                groups=list(identity.groups),
+                user_name=ctx.startup_parameters.get("user", ""),
+                connection=ctx.connection,
+                database=ctx.database,
+                client_addr=self.peer,
+                application_name=ctx.application_name,
+                tls=self.tls,
+            )
+        )
+
     async def _cleanup(self) -> None:
+        if self.recording and self.gateway.recorder is not None:
+            self.gateway.recorder.put(SessionEnd(self.id, time.time(), self.closing_reason))
         if self.admitted:
             self.gateway.admitted -= 1
         if self.cancel_pid is not None:
@@ -424,7 +453,17 @@ class ClientSession:
     async def _relay(self) -> None:
         assert self.upstream is not None and self.writer is not None and self.ctx is not None
         assert self.reader is not None
+        tracker = None
+        gw = self.gateway
+        if gw.recorder is not None or gw.decision_log is not None:
+            tracker = StatementTracker(
+                self.id,
+                recorder=gw.recorder,
+                decision_log=gw.decision_log,
+                rows=self.config.audit.sessions,
+            )
         relay = Relay(
+            tracker=tracker,
             ctx=self.ctx,
             gate=self.gateway.gate,
             listener=self.config.listener,

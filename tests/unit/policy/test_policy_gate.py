@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -162,15 +163,29 @@ def test_fail_closed(engine: BrokenEngine, fragment: str) -> None:
     assert g.decision_log.memory[0]["result"]["action"] == "deny"
 
 
+def _broken_log(tmp_path: Path, **kw: Any) -> DecisionLog:
+    log = DecisionLog(tmp_path / "d", stream="t", **kw)
+    assert log._fd is not None
+    os.close(log._fd)  # the segment's descriptor is gone: every write fails with EBADF
+    return log
+
+
 def test_unwritable_decision_log_refuses(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "d.jsonl")
-    log.close()
-    log._fd = 999_999  # a descriptor that does not exist: every write fails
+    log = _broken_log(tmp_path)
     g = PolicyGate(ENGINE, log)
     v = decide(g, ctx(), Query("SELECT name FROM products"))
     assert v.refusal is not None and "cannot record its decision" in v.refusal.message
     with pytest.raises(DecisionLogError):
         log.write(decision_id="x", input_json="{}", result={}, enforcement={}, metrics={})
+
+
+def test_decision_log_failure_forwards_only_when_configured(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    g = PolicyGate(ENGINE, _broken_log(tmp_path, fail_open=True))
+    v = decide(g, ctx(), Query("SELECT name FROM products"))
+    assert v.refusal is None and v.action == "allow"
+    assert "FORWARDING WITHOUT A DECISION RECORD" in caplog.text
 
 
 def test_parse_error_is_refused_as_syntax_error() -> None:

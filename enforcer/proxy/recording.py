@@ -1,0 +1,262 @@
+"""Statement tracking for the audit trail: which response belongs to which statement.
+
+Owns: following each recorded statement (a simple Query, or an extended-protocol
+Execute, or a refused Parse) from the moment it is decided to the response that
+completes it, then writing what came of it: an ``outcome`` record in the
+decision log and a statement event in the session recording.
+Never: changes a byte of the traffic; it only watches the frames the client
+receives (after refusals are swapped in and results transformed).
+
+Postgres answers in order, and the relay already counts request/response
+cycles (each Query or Sync opens one that a ReadyForQuery closes), so a unit is
+tied to the cycle it was sent in: CommandComplete, EmptyQueryResponse,
+PortalSuspended or ErrorResponse completes an Execute; a Query completes at
+its ReadyForQuery; anything still open at ReadyForQuery was skipped after an
+error and is recorded as not executed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from enforcer.audit.decision_log import DecisionLogError
+from enforcer.audit.sessions import StatementEvent
+from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
+
+if TYPE_CHECKING:
+    from enforcer.audit.decision_log import DecisionLog
+    from enforcer.audit.sessions import SessionRecorder
+    from enforcer.config import SessionRecordingConfig
+    from enforcer.proxy.gate import Verdict
+
+log = logging.getLogger("pgwarden.audit")
+
+_C, _I, _SUSPENDED, _E, _Z, _T, _D = (ord(c) for c in "CIsEZTD")
+#: Backend frames the tracker must see; RowDescription/DataRow only when rows are recorded.
+COMPLETION_TYPES = frozenset((_C, _I, _SUSPENDED, _E, _Z))
+ROW_TYPES = frozenset((_T, _D))
+_ROW_TAGS = ("SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE")
+
+
+@dataclass(slots=True)
+class _StatementInfo:
+    sql: str
+    decision_id: str
+    action: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Unit:
+    seq: int
+    cycle: int
+    execute: bool
+    info: _StatementInfo
+    forwarded: bool
+    started: float
+    t0: float
+    protocol: str
+    tags: list[str] = field(default_factory=list)
+    rows: int | None = None
+    error: tuple[str, str] | None = None
+    columns: list[str] | None = None
+    result_rows: list[list[str | None]] | None = None
+    truncated: bool = False
+
+
+def _rows_of(tag: str) -> int | None:
+    parts = tag.split()
+    if parts and parts[0] in _ROW_TAGS and parts[-1].isdigit():
+        return int(parts[-1])
+    return None
+
+
+class StatementTracker:
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        recorder: SessionRecorder | None,
+        decision_log: DecisionLog | None,
+        rows: SessionRecordingConfig | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.recorder = recorder
+        self.decision_log = decision_log
+        self.record_rows = bool(rows and rows.record_rows and recorder is not None)
+        self.max_rows = rows.max_rows_per_statement if rows else 0
+        self.bytes_left = rows.max_bytes_per_session if rows else 0
+        self.watch = COMPLETION_TYPES | ROW_TYPES if self.record_rows else COMPLETION_TYPES
+        self.units: deque[_Unit] = deque()
+        self.statements: dict[str, _StatementInfo | None] = {}
+        self.portals: dict[str, _StatementInfo | None] = {}
+        self.seq = 0
+
+    # ------------------------------------------------------------------ frontend side
+    def message(self, msg: Query | Parse | BindHead | Execute, verdict: Verdict, cycle: int) -> None:
+        """A decided frontend message, in stream order, with the cycle it belongs to."""
+        if isinstance(msg, Query):
+            self._open(cycle, False, self._info(msg.sql, verdict), verdict.refusal is None, "simple")
+        elif isinstance(msg, Parse):
+            info = self._info(msg.query, verdict)
+            if verdict.refusal is None:
+                self.statements[msg.name] = info
+            else:
+                self.statements.pop(msg.name, None)
+                self._open(cycle, True, info, False, "extended")
+        elif isinstance(msg, BindHead):
+            if verdict.refusal is None:
+                self.portals[msg.portal] = self.statements.get(msg.statement)
+        else:
+            known = self.portals.get(msg.portal)
+            if known is None:
+                known = _StatementInfo(f"-- execute of unknown portal {msg.portal!r}", "", "", ())
+            self._open(cycle, True, known, verdict.refusal is None, "extended")
+
+    @staticmethod
+    def _info(sql: str, verdict: Verdict) -> _StatementInfo:
+        return _StatementInfo(sql, verdict.decision_id, verdict.action, verdict.reasons)
+
+    def _open(self, cycle: int, execute: bool, info: _StatementInfo, forwarded: bool, protocol: str) -> None:
+        self.seq += 1
+        self.units.append(
+            _Unit(self.seq, cycle, execute, info, forwarded, time.time(), time.perf_counter(), protocol)
+        )
+
+    # ------------------------------------------------------------------ backend side
+    def backend(self, type_byte: int, payload: bytes | memoryview, cycle: int) -> None:
+        """A frame the client receives, while ``cycle`` responses were already complete."""
+        units = self.units
+        unit = units[0] if units and units[0].cycle == cycle else None
+        if type_byte == _Z:
+            while units and units[0].cycle <= cycle:
+                self._finish(units.popleft())
+            return
+        if unit is None:
+            return
+        if type_byte == _D:
+            self._row(unit, payload)
+        elif type_byte == _C:
+            tag = bytes(payload[:-1]).decode("utf-8", "replace")
+            unit.tags.append(tag)
+            n = _rows_of(tag)
+            if n is not None:
+                unit.rows = (unit.rows or 0) + n
+            if unit.execute:
+                self._finish(units.popleft())
+        elif type_byte in (_I, _SUSPENDED):
+            if unit.execute:
+                if type_byte == _SUSPENDED:
+                    unit.tags.append("(portal suspended)")
+                self._finish(units.popleft())
+        elif type_byte == _E:
+            err = ErrorResponse.decode(bytes(payload))
+            unit.error = (err.sqlstate or "", err.message)
+            if unit.execute:
+                self._finish(units.popleft())
+                # Postgres skips the rest of the batch: later Executes of this cycle never run.
+                while units and units[0].cycle == cycle:
+                    skipped = units.popleft()
+                    skipped.error = ("", "not executed: an earlier message of the batch failed")
+                    self._finish(skipped)
+        elif type_byte == _T and self.record_rows:
+            unit.columns = _column_names(bytes(payload))
+
+    def _row(self, unit: _Unit, payload: bytes | memoryview) -> None:
+        if not self.record_rows or unit.truncated:
+            return
+        rows = unit.result_rows if unit.result_rows is not None else []
+        unit.result_rows = rows
+        if len(rows) >= self.max_rows or self.bytes_left <= 0:
+            unit.truncated = True
+            return
+        values = _data_row(bytes(payload))
+        self.bytes_left -= len(payload)
+        rows.append(values)
+
+    def _finish(self, unit: _Unit) -> None:
+        duration_ms = (time.perf_counter() - unit.t0) * 1000
+        info = unit.info
+        error = unit.error
+        tag = "; ".join(unit.tags)
+        if self.decision_log is not None and info.decision_id:
+            try:
+                self.decision_log.write_outcome(
+                    decision_id=info.decision_id,
+                    session=self.session_id,
+                    forwarded=unit.forwarded,
+                    command_tag=tag,
+                    rows=unit.rows,
+                    duration_ms=duration_ms,
+                    error={"sqlstate": error[0], "message": error[1]} if error else None,
+                )
+            except DecisionLogError as exc:
+                log.error(
+                    "%s (outcome of decision %s)",
+                    exc,
+                    info.decision_id,
+                    extra={"event": "decision_log_failed"},
+                )
+        if self.recorder is not None:
+            self.recorder.put(
+                StatementEvent(
+                    session_id=self.session_id,
+                    seq=unit.seq,
+                    started_at=unit.started,
+                    duration_ms=round(duration_ms, 3),
+                    protocol=unit.protocol,
+                    sql=info.sql,
+                    decision_id=info.decision_id,
+                    action=info.action,
+                    reasons=list(info.reasons),
+                    forwarded=unit.forwarded,
+                    command_tag=tag,
+                    rows=unit.rows,
+                    error_sqlstate=error[0] if error else "",
+                    error_message=error[1] if error else "",
+                    columns=unit.columns,
+                    result_rows=unit.result_rows,
+                    rows_truncated=unit.truncated,
+                )
+            )
+
+    def close(self) -> None:
+        """The session ended: statements still in flight are recorded without a result."""
+        while self.units:
+            unit = self.units.popleft()
+            if unit.error is None:
+                unit.error = ("", "no result: the session ended before the statement completed")
+            self._finish(unit)
+
+
+def _column_names(payload: bytes) -> list[str]:
+    count = int.from_bytes(payload[0:2], "big")
+    names, pos = [], 2
+    for _ in range(count):
+        end = payload.index(b"\0", pos)
+        names.append(payload[pos:end].decode("utf-8", "replace"))
+        pos = end + 1 + 18
+    return names
+
+
+def _data_row(payload: bytes) -> list[str | None]:
+    count = int.from_bytes(payload[0:2], "big")
+    out: list[str | None] = []
+    pos = 2
+    for _ in range(count):
+        n = int.from_bytes(payload[pos : pos + 4], "big", signed=True)
+        pos += 4
+        if n < 0:
+            out.append(None)
+            continue
+        raw = payload[pos : pos + n]
+        pos += n
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append("\\x" + raw.hex())
+    return out
