@@ -22,6 +22,7 @@ from enforcer.policy.engine import PolicyError
 
 if TYPE_CHECKING:
     from enforcer.api.server import ApiServer
+    from enforcer.approvals.service import ApprovalService
     from enforcer.audit.decision_log import DecisionLog
     from enforcer.audit.sessions import SessionStore
     from enforcer.identity.oidc import OIDCVerifier
@@ -158,12 +159,21 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
     flusher = asyncio.ensure_future(fsync_decision_log()) if gate.decision_log.directory else None
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
     api = None
+    approvals = gateway.approvals
     try:
+        if approvals is not None:
+            await approvals.start()
+            if approvals.notifier is not None:
+                await approvals.notifier.start()
         api = await _start_api(config, gateway)
         await gateway.serve_forever()
     finally:
         if api is not None:
             await _stop_api(api)
+        if approvals is not None:
+            await approvals.stop()
+            if approvals.notifier is not None:
+                await approvals.notifier.stop()
         if prefetch is not None:
             prefetch.cancel()
         if flusher is not None:
@@ -173,6 +183,53 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
         if gateway.recorder is not None:
             await asyncio.to_thread(gateway.recorder.close)
         gate.decision_log.close()
+
+
+def build_approvals(config: Config, gate: PolicyGate, *, worker_index: int = 0) -> ApprovalService | None:
+    """The approval service (``approvals`` in the configuration), attached to the policy gate."""
+    ac = config.approvals
+    if ac is None:
+        return None
+    from enforcer.approvals.notify import MQTTTarget, Notifier, WebhookTarget
+    from enforcer.approvals.service import ApprovalService, ApprovalSettings
+    from enforcer.approvals.store import ApprovalStore, ApprovalStoreError
+
+    try:
+        store = ApprovalStore(ac.store)
+        password = ac.mqtt.password.read() if ac.mqtt is not None and ac.mqtt.password else None
+    except (ApprovalStoreError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    notifier = None
+    if ac.mqtt is not None or ac.webhooks:
+        mqtt = None
+        if ac.mqtt is not None:
+            m = ac.mqtt
+            mqtt = MQTTTarget(
+                m.host,
+                m.port,
+                m.topic_prefix,
+                m.username,
+                password,
+                m.tls,
+                str(m.ca_file) if m.ca_file else None,
+            )
+        hooks = tuple(WebhookTarget(h.url, h.format, dict(h.headers)) for h in ac.webhooks)
+        notifier = Notifier(mqtt=mqtt, webhooks=hooks, public_url=ac.public_url)
+    settings = ApprovalSettings(
+        default_timeout=ac.timeout,
+        validity=ac.validity,
+        poll_interval=ac.poll_interval,
+        public_url=ac.public_url,
+        instance=f"{config.audit.instance}-w{worker_index}",
+    )
+    service = ApprovalService(
+        store,
+        settings,
+        decision_log=gate.decision_log if gate.decision_log.directory is not None else None,
+        notifier=notifier,
+    )
+    gate.approvals = service
+    return service
 
 
 async def _start_api(config: Config, gateway: Gateway) -> ApiServer | None:
@@ -250,6 +307,7 @@ def _run_gateway(
         gate = build_policy_gate(config, worker_index=worker_index)
     except (PolicyError, DecisionLogError) as exc:
         raise _fail(str(exc)) from None
+    approvals = build_approvals(config, gate, worker_index=worker_index)
     recorder = None
     if config.audit.sessions is not None:
         from enforcer.audit.sessions import SessionRecorder, SessionStore, StoreError
@@ -264,6 +322,7 @@ def _run_gateway(
         gate,
         recorder=recorder,
         decision_log=gate.decision_log if gate.decision_log.directory is not None else None,
+        approvals=approvals,
         worker_index=worker_index,
         worker_count=worker_count,
         run_dir=run_dir,

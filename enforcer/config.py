@@ -263,6 +263,42 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class MQTTNotifyConfig:
+    host: str
+    port: int = 1883
+    topic_prefix: str = "pgwarden/approvals"
+    username: str | None = None
+    password: CredentialSource | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    format: str = "json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ApprovalsConfig:
+    """Holding ``review`` decisions for a person (without it, reviews are refused)."""
+
+    #: A SQLite file path or a postgresql:// URL (shared by several gateway instances).
+    store: str
+    #: How long a client waits when the policy names no timeout.
+    timeout: float = 300.0
+    #: How long a request, and an approval of it, stays valid (the retry window after a timeout).
+    validity: float = 3600.0
+    #: How often a waiting session checks the store for decisions taken by another process.
+    poll_interval: float = 0.25
+    #: Base URL of the approvals page, for the NOTICE and notifications (default: from api.listen).
+    public_url: str = ""
+    mqtt: MQTTNotifyConfig | None = None
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     listener: ListenerConfig
     #: None when clients authenticate with OIDC tokens only.
@@ -274,6 +310,8 @@ class Config:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     #: None when the configuration has no ``api`` section (no HTTP server).
     api: ApiConfig | None = None
+    #: None when the configuration has no ``approvals`` section (review decisions are refused).
+    approvals: ApprovalsConfig | None = None
     source: Path | None = None
 
 
@@ -484,7 +522,17 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
     top = _mapping(raw, "configuration")
     _reject_unknown(
         top,
-        {"listener", "gateway_tokens", "connections", "logging", "policy", "audit", "identity", "api"},
+        {
+            "listener",
+            "gateway_tokens",
+            "connections",
+            "logging",
+            "policy",
+            "audit",
+            "identity",
+            "api",
+            "approvals",
+        },
         "configuration",
     )
     listener = _listener(_mapping(top.get("listener"), "listener"), base)
@@ -520,6 +568,7 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
                 f"identity.oidc: issuer {issuer.issuer!r} ({issuer.name}) equals gateway_tokens.issuer; "
                 "give gateway tokens an issuer of their own"
             )
+    api = _api(top.get("api"))
     return Config(
         listener=listener,
         gateway_tokens=tokens,
@@ -528,7 +577,8 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
         policy=_policy(_mapping(top.get("policy"), "policy"), base),
         audit=_audit(_mapping(top.get("audit"), "audit"), base),
         identity=identity,
-        api=_api(top.get("api")),
+        api=api,
+        approvals=_approvals(top.get("approvals"), base, api),
         source=source,
     )
 
@@ -553,6 +603,83 @@ def _api(raw_section: Any) -> ApiConfig | None:
             f"got {groups!r}"
         )
     return ApiConfig(listen_host=m.group(1) or m.group(3), listen_port=port, auditor_groups=tuple(groups))
+
+
+def _store_url(value: Any, key: str, base: Path) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: missing; give a SQLite file path or a postgresql:// URL")
+    if value.startswith(("postgresql://", "postgres://")):
+        if "@" in value and ":" in value.split("://", 1)[1].split("@", 1)[0]:
+            raise ConfigError(
+                f"{key}: the URL carries a password; put it in PGPASSWORD or a PGPASSFILE instead"
+            )
+        return value
+    return str(_path(value.removeprefix("sqlite:"), key, base, must_exist=False))
+
+
+def _approvals(raw_section: Any, base: Path, api: ApiConfig | None) -> ApprovalsConfig | None:
+    key = "approvals"
+    if raw_section is None:
+        return None
+    raw = _mapping(raw_section, key)
+    _reject_unknown(raw, {"store", "timeout", "validity", "poll_interval", "public_url", "notify"}, key)
+    timeout = parse_duration(raw.get("timeout", "5m"), f"{key}.timeout")
+    validity = parse_duration(raw.get("validity", "1h"), f"{key}.validity")
+    if timeout <= 0 or validity < timeout:
+        raise ConfigError(f"{key}: timeout must be > 0 and validity at least the timeout")
+    public_url = _str(raw, "public_url", key) if raw.get("public_url") is not None else ""
+    if not public_url and api is not None:
+        host = f"[{api.listen_host}]" if ":" in api.listen_host else api.listen_host
+        public_url = f"http://{host}:{api.listen_port}"
+    notify = _mapping(raw.get("notify"), f"{key}.notify")
+    _reject_unknown(notify, {"mqtt", "webhooks"}, f"{key}.notify")
+    mqtt = None
+    if notify.get("mqtt") is not None:
+        mk = f"{key}.notify.mqtt"
+        m = _mapping(notify["mqtt"], mk)
+        _reject_unknown(
+            m,
+            {"host", "port", "topic_prefix", "username", "password_env", "password_file", "tls", "ca_file"},
+            mk,
+        )
+        password = None
+        if m.get("password_env") or m.get("password_file"):
+            password = _credential(m, mk, base)
+        ca = m.get("ca_file")
+        mqtt = MQTTNotifyConfig(
+            host=_str(m, "host", mk),
+            port=_int(m, "port", mk, 1883, 1, 65535),
+            topic_prefix=_str(m, "topic_prefix", mk, "pgwarden/approvals").rstrip("/"),
+            username=m.get("username"),
+            password=password,
+            tls=_bool(m, "tls", mk, False),
+            ca_file=_path(ca, f"{mk}.ca_file", base) if ca else None,
+        )
+    hooks = []
+    raw_hooks = notify.get("webhooks") or []
+    if not isinstance(raw_hooks, list):
+        raise ConfigError(f"{key}.notify.webhooks: expected a list of {{url, format, headers}}")
+    for i, h in enumerate(raw_hooks):
+        hk = f"{key}.notify.webhooks[{i}]"
+        hm = _mapping(h, hk)
+        _reject_unknown(hm, {"url", "format", "headers"}, hk)
+        url = _str(hm, "url", hk)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{hk}.url: expected an http(s) URL, got {url!r}")
+        fmt = _str(hm, "format", hk, "json")
+        if fmt not in ("json", "slack"):
+            raise ConfigError(f"{hk}.format: {fmt!r} is not one of json, slack")
+        headers = _mapping(hm.get("headers"), f"{hk}.headers")
+        hooks.append(WebhookConfig(url, fmt, tuple((str(k), str(v)) for k, v in headers.items())))
+    return ApprovalsConfig(
+        store=_store_url(raw.get("store"), f"{key}.store", base),
+        timeout=timeout,
+        validity=validity,
+        poll_interval=parse_duration(raw.get("poll_interval", "250ms"), f"{key}.poll_interval"),
+        public_url=public_url,
+        mqtt=mqtt,
+        webhooks=tuple(hooks),
+    )
 
 
 def _gateway_tokens(raw_section: Any, base: Path) -> GatewayTokenConfig | None:
@@ -667,16 +794,7 @@ def _sessions(value: Any, base: Path) -> SessionRecordingConfig | None:
         return None
     raw = {"store": value} if isinstance(value, str) else _mapping(value, key)
     _reject_unknown(raw, {"store", "record_rows", "max_rows_per_statement", "max_bytes_per_session"}, key)
-    store = raw.get("store")
-    if not isinstance(store, str) or not store:
-        raise ConfigError(f"{key}.store: missing; give a SQLite file path or a postgresql:// URL")
-    if store.startswith(("postgresql://", "postgres://")):
-        if ":" in store.split("://", 1)[1].split("@", 1)[0] and "@" in store:
-            raise ConfigError(
-                f"{key}.store: the URL carries a password; put it in PGPASSWORD or a PGPASSFILE instead"
-            )
-    else:
-        store = str(_path(store.removeprefix("sqlite:"), f"{key}.store", base, must_exist=False))
+    store = _store_url(raw.get("store"), f"{key}.store", base)
     return SessionRecordingConfig(
         store=store,
         record_rows=_bool(raw, "record_rows", key, False),

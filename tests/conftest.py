@@ -210,6 +210,8 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         policy: dict[str, Any] | None = None,
         identity: dict[str, Any] | None = None,
         audit: dict[str, Any] | None = None,
+        approvals: dict[str, Any] | None = None,
+        api: dict[str, Any] | None = None,
     ) -> GatewayProcess:
         port = free_port()
         n = len(started)
@@ -235,6 +237,8 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
                 **(audit or {}),
             },
             **({"identity": identity} if identity else {}),
+            **({"approvals": approvals} if approvals else {}),
+            **({"api": api} if api else {}),
         }
         path = workdir / f"gateway-{n}.yaml"
         path.write_text(yaml.safe_dump(cfg))

@@ -26,6 +26,8 @@ class CancelTarget:
     connection: UpstreamConnection
     process_id: int
     secret_key: bytes
+    #: The gateway session: a cancel while it waits for an approval withdraws the request.
+    session_id: str = ""
 
 
 class CancelRegistry:

@@ -9,7 +9,7 @@ Never: performs I/O itself; a gate that needs I/O returns an awaitable.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ class SessionContext:
     gate_state: Any = None
     #: Moves whenever the server reports a changed parameter (part of decision cache keys).
     parameters_epoch: int = 0
+    #: Sends the client a NOTICE at once, e.g. "held for approval" (set by the relay).
+    notice: Callable[[str], None] | None = None
 
 
 class ResultTransformer(Protocol):

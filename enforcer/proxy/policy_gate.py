@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pglast.parser
 
@@ -37,6 +37,9 @@ from enforcer.policy.decision import Decision, combine, fail_closed, parse_decis
 from enforcer.policy.engine import PolicyEngine, PolicyError
 from enforcer.proxy.gate import ALLOW, SessionContext, SQLMessage, Verdict
 from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
+
+if TYPE_CHECKING:
+    from enforcer.approvals.service import ApprovalService
 
 log = logging.getLogger("pgwarden.policy")
 
@@ -157,9 +160,12 @@ class PolicyGate:
         cache_ttl: float = 60.0,
         cache_key: str = "exact",
         record_ast: bool = False,
+        approvals: ApprovalService | None = None,
     ) -> None:
         self.engine = engine
         self.decision_log = decision_log
+        #: Holds ``review`` decisions for a person; without it they are refused.
+        self.approvals = approvals
         self.cache_ttl = cache_ttl
         self.cache_key = cache_key
         self.record_ast = record_ast
@@ -170,7 +176,7 @@ class PolicyGate:
         if state is None:
             state = ctx.gate_state = GateState()
         if isinstance(message, BindHead):
-            return self._bind(state, message)
+            return self._bind(ctx, state, message)
         if isinstance(message, Execute):
             entry = state.portals.get(message.portal)
             if entry is None:
@@ -213,7 +219,7 @@ class PolicyGate:
         self.engine = engine
         self.decision_log.labels = {**self.decision_log.labels, "policy_version": engine.version}
 
-    def _bind(self, state: GateState, message: BindHead) -> Verdict:
+    def _bind(self, ctx: SessionContext, state: GateState, message: BindHead) -> Verdict | Awaitable[Verdict]:
         entry = state.statements.get(message.statement)
         if entry is None:
             return _refuse(
@@ -222,7 +228,44 @@ class PolicyGate:
                 "so it cannot be executed",
             )
         state.portals[message.portal] = entry
-        return entry.verdict if entry.verdict.refusal is not None else ALLOW
+        if entry.verdict.refusal is not None:
+            return entry.verdict
+        if entry.decision.action == "review" and self.approvals is not None:
+            # The approval binds the parameters, which arrive with Bind: hold the Bind.
+            bind = message.full()
+            params = [
+                None
+                if v is None
+                else (v.decode("utf-8", "replace") if bind.param_format(i) == 0 else "\\x" + v.hex())
+                for i, v in enumerate(bind.params)
+            ]
+            return self._hold(ctx, entry.text, params, "extended", entry.decision, entry.verdict)
+        return ALLOW
+
+    async def _hold(
+        self,
+        ctx: SessionContext,
+        sql: str,
+        params: list[str | None] | None,
+        protocol: str,
+        decision: Decision,
+        verdict: Verdict,
+    ) -> Verdict:
+        assert self.approvals is not None
+        refusal = await self.approvals.hold(
+            ctx,
+            sql=sql,
+            params=params,
+            protocol=protocol,
+            decision=decision,
+            decision_id=verdict.decision_id,
+            notice=ctx.notice,
+        )
+        if refusal is None:
+            return verdict
+        return Verdict(
+            refusal=refusal, decision_id=verdict.decision_id, action=verdict.action, reasons=verdict.reasons
+        )
 
     async def _decide_async(
         self,
@@ -236,7 +279,8 @@ class PolicyGate:
         analysis: Analysis | AnalysisError,
     ) -> Verdict:
         entry = await self._evaluate(ctx, state, text, protocol, analysis, normalised=source != text)
-        return self._remember_and_finish(ctx, state, message, key, entry, protocol, source)
+        result = self._remember_and_finish(ctx, state, message, key, entry, protocol, source)
+        return result if isinstance(result, Verdict) else await result
 
     # ------------------------------------------------------------------ evaluation
     def _inputs(
@@ -359,10 +403,12 @@ class PolicyGate:
         )
         return entry
 
-    @staticmethod
-    def _entry(decisions: list[Decision], results: list[tuple[dict[str, Any], int]], text: str) -> _Entry:
+    def _entry(
+        self, decisions: list[Decision], results: list[tuple[dict[str, Any], int]], text: str
+    ) -> _Entry:
         combined = combine(decisions)
-        return _Entry(combined, _verdict(combined), results, text, time.monotonic())
+        verdict = _verdict(combined, holds_reviews=self.approvals is not None)
+        return _Entry(combined, verdict, results, text, time.monotonic())
 
     # ------------------------------------------------------------------ bookkeeping and records
     def _remember_and_finish(
@@ -374,7 +420,7 @@ class PolicyGate:
         entry: _Entry,
         protocol: str,
         source: str,
-    ) -> Verdict:
+    ) -> Verdict | Awaitable[Verdict]:
         state.cache[key] = entry
         if len(state.cache) > _CACHE_PER_SESSION:
             state.cache.popitem(last=False)
@@ -421,7 +467,7 @@ class PolicyGate:
         source: str,
         *,
         cached: bool,
-    ) -> Verdict:
+    ) -> Verdict | Awaitable[Verdict]:
         verdict = entry.verdict
         text = _sql_of(message)
         first_id = ""
@@ -475,6 +521,12 @@ class PolicyGate:
             state.statements[message.name] = _remembered(entry, verdict)
         if verdict.refusal is None:
             self._track_session_effects(state, source, entry)
+            if (
+                entry.decision.action == "review"
+                and self.approvals is not None
+                and isinstance(message, Query)
+            ):
+                return self._hold(ctx, text, None, "simple", entry.decision, verdict)
         return verdict
 
     def _track_session_effects(self, state: GateState, source: str, entry: _Entry) -> None:
@@ -520,9 +572,10 @@ def _refuse(sqlstate: str, message: str, detail: str | None = None) -> Verdict:
     return Verdict(refusal=ErrorResponse.build(sqlstate, message, detail=detail))
 
 
-def _verdict(decision: Decision) -> Verdict:
+def _verdict(decision: Decision, *, holds_reviews: bool = False) -> Verdict:
     reasons = "; ".join(decision.reasons)
-    if decision.action == "allow":
+    if decision.action == "allow" or (decision.action == "review" and holds_reviews):
+        # A review is held when it reaches Query or Bind (see PolicyGate._hold), not refused here.
         return ALLOW
     if decision.action == "deny":
         return _refuse("42501", f"pgwarden denied this statement: {reasons}")

@@ -151,6 +151,11 @@ class Relay:
         self._expired = False
         #: Follows statements to their results for the audit trail (None: nothing records them).
         self.tracker = tracker
+        ctx.notice = self._notice
+
+    def _notice(self, text: str) -> None:
+        if not self.client.is_closing():
+            self.client.write(NoticeResponse.build("00000", text, severity="NOTICE").encode())
 
     def start(self, client_pending: bytes, upstream_pending: bytes) -> None:
         self.client.set_protocol(

@@ -26,6 +26,7 @@ from enforcer.proxy.upstream import send_cancel
 from enforcer.wire import CancelRequest, ProtocolError, decode_untyped, untyped_length
 
 if TYPE_CHECKING:
+    from enforcer.approvals.service import ApprovalService
     from enforcer.audit.decision_log import DecisionLog
     from enforcer.audit.sessions import SessionRecorder
 
@@ -45,6 +46,7 @@ class Gateway:
         *,
         recorder: SessionRecorder | None = None,
         decision_log: DecisionLog | None = None,
+        approvals: ApprovalService | None = None,
         worker_index: int = 0,
         worker_count: int = 1,
         run_dir: Path | None = None,
@@ -56,6 +58,7 @@ class Gateway:
         #: Session recording (audit.sessions) and the on-disk decision log for statement outcomes.
         self.recorder = recorder
         self.decision_log = decision_log
+        self.approvals = approvals
         self.cancels = CancelRegistry(worker_index)
         self.worker_index = worker_index
         self.worker_count = worker_count
@@ -164,6 +167,10 @@ class Gateway:
         if target is None:
             log.info("cancel with unknown key dropped", extra={"event": "cancel_unknown_key"})
             return
+        if self.approvals is not None and self.approvals.cancel_session(target.session_id):
+            # A statement waiting for a person is withdrawn; the cancel still goes upstream for
+            # anything pipelined before it that is running there (harmless when nothing is).
+            log.info("cancel withdrew a held statement", extra={"event": "cancel_withdrew_approval"})
         log.info(
             "cancel forwarded", extra={"event": "cancel", "fields": {"connection": target.connection.name}}
         )
@@ -207,6 +214,10 @@ class Gateway:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        if self.approvals is not None:
+            # Statements still waiting for a person are abandoned, not withdrawn: the request
+            # survives the restart and an approval can still run it when the client re-sends it.
+            self.approvals.shutting_down = True
         for t in self._accept_tasks:
             t.cancel()
         for s in self._sockets:

@@ -412,7 +412,7 @@ class ClientSession:
             startup_parameters=params,
         )
         self.cancel_pid, secret = self.gateway.cancels.register(
-            CancelTarget(conn, up.process_id, up.secret_key)
+            CancelTarget(conn, up.process_id, up.secret_key, self.id)
         )
         out = bytearray(AuthenticationOk().encode())
         for p in up.parameters:

@@ -32,6 +32,12 @@ def test_example_config_is_valid(base: tuple[Path, dict[str, Any]]) -> None:
     assert cfg.listener.idle_in_transaction_timeout == 300
     assert cfg.connections["demo"].password.env == "PGWARDEN_DEMO_PASSWORD"
     assert "PGWARDEN_DEMO_PASSWORD" in repr(cfg.connections["demo"].password)
+    dl = cfg.audit.decision_log
+    assert dl is not None and dl.dir == tmp / "data" / "decisions" and dl.retention == 90 * 86400
+    assert cfg.audit.sessions_store == str(tmp / "data" / "sessions.sqlite")
+    assert cfg.approvals is not None and cfg.approvals.timeout == 300 and cfg.approvals.validity == 3600
+    assert cfg.approvals.public_url == "http://127.0.0.1:8080"  # from api.listen
+    assert cfg.approvals.mqtt is not None and cfg.approvals.webhooks[0].format == "slack"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +62,19 @@ def test_example_config_is_valid(base: tuple[Path, dict[str, Any]]) -> None:
         (lambda r: r.update(connections={}), "at least one upstream connection"),
         (lambda r: r["gateway_tokens"].pop("signing_key_file"), "pgwarden token keygen"),
         (lambda r: r["logging"].update(format="xml"), "logging.format"),
+        (lambda r: r["audit"].update(decision_log="d.jsonl"), "names a file"),
+        (lambda r: r["audit"]["decision_log"].update(fsync="sometimes"), "audit.decision_log.fsync"),
+        (lambda r: r["audit"]["decision_log"].update(on_failure="ignore"), "refuse, forward"),
+        (lambda r: r["audit"]["decision_log"].update(rotate_size="1KiB"), "at least 4KiB"),
+        (lambda r: r["audit"].update(instance="../x"), "audit.instance"),
+        (lambda r: r["audit"]["sessions"].update(store="postgresql://u:pw@h/db"), "PGPASSWORD"),
+        (lambda r: r["audit"]["sessions"].update(store=""), "audit.sessions.store: missing"),
+        (lambda r: r["approvals"].update(timeout="2h"), "validity at least the timeout"),
+        (lambda r: r["approvals"].pop("store"), "approvals.store: missing"),
+        (lambda r: r["approvals"]["notify"]["webhooks"][0].update(format="teams"), "json, slack"),
+        (lambda r: r["approvals"]["notify"]["webhooks"][0].update(url="ftp://x"), "http(s) URL"),
+        (lambda r: r["approvals"]["notify"]["mqtt"].update(qos=2), "unknown key(s) qos"),
+        (lambda r: r["approvals"].update(store="postgresql://a:b@h/db"), "PGPASSWORD"),
     ],
 )
 def test_errors_name_key_and_fix(base: tuple[Path, dict[str, Any]], mutate: Any, expected: str) -> None:
