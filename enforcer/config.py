@@ -138,6 +138,9 @@ class ListenerConfig:
     shutdown_grace: float = 30.0
     allow_replication: bool = False
     allow_options: bool = False
+    #: A Unix socket (mode 0600) for `pgwarden mcp`: sessions on it are MCP sessions
+    #: (``session.protocol`` = ``mcp``); served by worker 0.
+    mcp_socket: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -382,10 +385,20 @@ def _listener(raw: dict[str, Any], base: Path) -> ListenerConfig:
             "shutdown_grace",
             "allow_replication",
             "allow_options",
+            "mcp_socket",
         },
         key,
     )
     host = _str(raw, "host", key, "127.0.0.1")
+    mcp_socket = (
+        _path(raw["mcp_socket"], f"{key}.mcp_socket", base, must_exist=False)
+        if raw.get("mcp_socket")
+        else None
+    )
+    if mcp_socket is not None and len(str(mcp_socket).encode()) > 100:
+        raise ConfigError(
+            f"{key}.mcp_socket: {mcp_socket} is too long for a Unix socket path; use a shorter one"
+        )
     tls = None
     if raw.get("tls") is not None:
         t = _mapping(raw["tls"], f"{key}.tls")
@@ -429,6 +442,7 @@ def _listener(raw: dict[str, Any], base: Path) -> ListenerConfig:
         shutdown_grace=parse_duration(raw.get("shutdown_grace", 30), f"{key}.shutdown_grace"),
         allow_replication=_bool(raw, "allow_replication", key, False),
         allow_options=_bool(raw, "allow_options", key, False),
+        mcp_socket=mcp_socket,
     )
 
 

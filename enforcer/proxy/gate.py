@@ -38,6 +38,8 @@ class SessionContext:
     gate_state: Any = None
     #: Moves whenever the server reports a changed parameter (part of decision cache keys).
     parameters_epoch: int = 0
+    #: How the client reached the gateway: "postgres" (a driver) or "mcp" (`pgwarden mcp`).
+    channel: str = "postgres"
     #: Sends the client a NOTICE at once, e.g. "held for approval" (set by the relay).
     notice: Callable[[str], None] | None = None
 

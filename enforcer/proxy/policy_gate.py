@@ -309,7 +309,8 @@ class PolicyGate:
             "application_name": ctx.parameters.get("application_name", ctx.application_name),
             "tls": ctx.tls,
             "transaction_status": ctx.transaction_status,
-            "protocol": protocol,
+            # An MCP tool call is one protocol for the policy, whatever the tool sends on the wire.
+            "protocol": "mcp" if ctx.channel == "mcp" else protocol,
             "parameters": dict(ctx.parameters),
         }
 

@@ -98,11 +98,33 @@ class Gateway:
             self._sockets.append(sock)
             self.ports.append(sock.getsockname()[1])
 
+    def _bind_mcp(self) -> socket.socket | None:
+        """The local socket of `pgwarden mcp` (worker 0 only: a Unix path has one listener)."""
+        path = self.config.listener.mcp_socket
+        if path is None or self.worker_index != 0:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # created 0600: only the gateway's own user may connect
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
     async def start(self) -> None:
         self._bind()
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
             self._accept_tasks.append(loop.create_task(self._accept_loop(sock)))
+        mcp = self._bind_mcp()
+        if mcp is not None:
+            self._sockets.append(mcp)
+            self._accept_tasks.append(loop.create_task(self._accept_loop(mcp, channel="mcp")))
         if self.run_dir is not None and self.worker_count > 1:
             path = self.run_dir / f"cancel-{self.worker_index}.sock"
             with contextlib.suppress(FileNotFoundError):
@@ -121,7 +143,7 @@ class Gateway:
             },
         )
 
-    async def _accept_loop(self, lsock: socket.socket) -> None:
+    async def _accept_loop(self, lsock: socket.socket, channel: str = "postgres") -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
@@ -135,7 +157,7 @@ class Gateway:
             conn.setblocking(False)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+            peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"{channel}:local"
             if len(self.sessions) >= self.config.listener.max_clients + _NEGOTIATION_HEADROOM:
                 # Far over the limit: do not even spend a TLS handshake on it.
                 conn.close()
@@ -143,7 +165,7 @@ class Gateway:
                     "too many connections", extra={"event": "too_many_clients", "fields": {"client": peer}}
                 )
                 continue
-            session = ClientSession(self, conn, peer)
+            session = ClientSession(self, conn, peer, channel=channel)
             task = loop.create_task(session.run(), name=f"session-{session.id}")
             self.sessions.add(task)
             task.add_done_callback(self._session_done)

@@ -62,8 +62,10 @@ class SessionClosed(Exception):
 
 
 class ClientSession:
-    def __init__(self, gateway: Gateway, sock: socket.socket, peer: str) -> None:
+    def __init__(self, gateway: Gateway, sock: socket.socket, peer: str, channel: str = "postgres") -> None:
         self.gateway = gateway
+        #: "postgres" (the TCP listener) or "mcp" (the local socket of `pgwarden mcp`).
+        self.channel = channel
         self.config = gateway.config
         self.sock = sock
         self.peer = peer
@@ -155,6 +157,7 @@ class ClientSession:
                 client_addr=self.peer,
                 application_name=ctx.application_name,
                 tls=self.tls,
+                protocol=self.channel,
             )
         )
 
@@ -352,7 +355,7 @@ class ClientSession:
                 f"use one of: {', '.join(sorted(self.config.connections))}",
             )
             raise AssertionError("unreachable")
-        if not self.tls and not listener.insecure_loopback_dev:
+        if not self.tls and not listener.insecure_loopback_dev and self.channel != "mcp":
             self._event("tls_required", logging.WARNING, user=user)
             await self._fatal(
                 "28000",
@@ -410,6 +413,7 @@ class ClientSession:
             transaction_status=up.status,
             parameters={p.name: p.value for p in up.parameters},
             startup_parameters=params,
+            channel=self.channel,
         )
         self.cancel_pid, secret = self.gateway.cancels.register(
             CancelTarget(conn, up.process_id, up.secret_key, self.id)
