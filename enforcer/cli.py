@@ -21,6 +21,7 @@ from enforcer.config import Config, ConfigError, load_config, parse_duration
 from enforcer.policy.engine import PolicyError
 
 if TYPE_CHECKING:
+    from enforcer.api.client import ApprovalsClient
     from enforcer.api.server import ApiServer
     from enforcer.approvals.service import ApprovalService
     from enforcer.audit.decision_log import DecisionLog
@@ -44,6 +45,10 @@ sessions_app = typer.Typer(no_args_is_help=True, help="List, show and replay rec
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(sessions_app, name="sessions")
+approvals_app = typer.Typer(
+    no_args_is_help=True, help="List, show, approve and reject held statements (through the gateway's API)."
+)
+app.add_typer(approvals_app, name="approvals")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", envvar="PGWARDEN_CONFIG", help="The gateway's YAML configuration.")
@@ -126,28 +131,58 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
 
     log = logging.getLogger("pgwarden.server")
 
-    def reload() -> None:
+    reloading = asyncio.Lock()
+
+    async def reload(why: str) -> None:
         if not isinstance(gate.engine, EmbeddedEngine):
             log.info(
-                "SIGHUP: the OPA engine reloads its own bundles", extra={"event": "policy_reload_skipped"}
+                "%s: the OPA engine reloads its own bundles", why, extra={"event": "policy_reload_skipped"}
             )
             return
-        try:
-            engine = EmbeddedEngine(list(config.policy.paths))
-        except PolicyError as exc:
-            log.error(
-                "policy reload rejected, keeping version %s: %s",
-                gate.engine.version,
-                exc,
-                extra={"event": "policy_reload_failed"},
+        async with reloading:
+            try:
+                # On the loop's thread: a regorus engine may only be used by the thread that made it.
+                engine = EmbeddedEngine(list(config.policy.paths))
+            except PolicyError as exc:
+                log.error(
+                    "policy reload (%s) rejected, keeping version %s: %s",
+                    why,
+                    gate.engine.version,
+                    exc,
+                    extra={"event": "policy_reload_failed"},
+                )
+                return
+            old = gate.engine.version
+            if engine.version == old:
+                return
+            gate.replace_engine(engine)
+            log.info(
+                "policies reloaded (%s)",
+                why,
+                extra={"event": "policy_reloaded", "fields": {"from": old, "to": engine.version}},
             )
-            return
-        old = gate.engine.version
-        gate.replace_engine(engine)
-        log.info(
-            "policies reloaded",
-            extra={"event": "policy_reloaded", "fields": {"from": old, "to": engine.version}},
-        )
+
+    def policy_files() -> tuple[tuple[str, int, int], ...]:
+        found = []
+        for root in config.policy.paths:
+            for path in sorted(root.rglob("*")):
+                if path.suffix in (".rego", ".json", ".yaml", ".yml") and path.is_file():
+                    st = path.stat()
+                    found.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(found)
+
+    async def watch_policies() -> None:
+        """Reload when a policy or data file changes (a broken edit keeps the working version)."""
+        seen = await asyncio.to_thread(policy_files)
+        while True:
+            await asyncio.sleep(config.policy.watch_interval)
+            try:
+                now = await asyncio.to_thread(policy_files)
+            except OSError:
+                continue  # a file vanished mid-scan (an editor's rename): look again next time
+            if now != seen:
+                seen = now
+                await reload("policy files changed")
 
     async def fsync_decision_log() -> None:
         # audit.decision_log.fsync: interval also covers a gateway that goes quiet after a burst.
@@ -157,7 +192,12 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
 
     prefetch = asyncio.ensure_future(oidc.prefetch()) if oidc is not None else None  # warm, do not block
     flusher = asyncio.ensure_future(fsync_decision_log()) if gate.decision_log.directory else None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, lambda: asyncio.ensure_future(reload("SIGHUP"))
+    )
+    watcher = None
+    if config.policy.watch_interval > 0 and config.policy.engine == "embedded":
+        watcher = asyncio.ensure_future(watch_policies())
     api = None
     approvals = gateway.approvals
     try:
@@ -178,6 +218,8 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
             prefetch.cancel()
         if flusher is not None:
             flusher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         if oidc is not None:
             await oidc.aclose()
         if gateway.recorder is not None:
@@ -247,6 +289,7 @@ async def _start_api(config: Config, gateway: Gateway) -> ApiServer | None:
         store_url=config.audit.sessions_store,
         authenticator=gateway.authenticator,
         auditor_groups=config.api.auditor_groups,
+        approvals=gateway.approvals,
     )
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -789,6 +832,152 @@ def sessions_replay(
     if session is None:
         raise _fail(f"no recorded session {session_id!r}; `pgwarden sessions list` shows them", code=1)
     render_session(session, s.statements(session["id"]), speed=factor)
+
+
+# ---------------------------------------------------------------------- approvals
+
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="The gateway's API, e.g. http://127.0.0.1:8080 (default: approvals.public_url of --config, "
+        "else http://<api.listen>).",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="A token of an approver or auditor (default: $PGWARDEN_TOKEN).", show_default=False
+    ),
+]
+
+
+def _approvals_client(config: Path | None, url: str | None, token: str | None) -> ApprovalsClient:
+    from enforcer.api.client import ApprovalsClient
+
+    token = token or os.environ.get("PGWARDEN_TOKEN")
+    if not token:
+        raise _fail(
+            "no token: set PGWARDEN_TOKEN or pass --token with a token of an approver "
+            "(`pgwarden token issue --subject you --groups <approver group>` mints one)"
+        )
+    if url is None:
+        if config is None:
+            raise _fail("name the gateway's API with --url URL or the gateway's --config FILE")
+        cfg = _load(config)
+        if cfg.approvals is not None and cfg.approvals.public_url:
+            url = cfg.approvals.public_url
+        elif cfg.api is not None:
+            host = cfg.api.listen_host
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+            url = (
+                f"http://[{host}]:{cfg.api.listen_port}"
+                if ":" in host
+                else f"http://{host}:{cfg.api.listen_port}"
+            )
+        else:
+            raise _fail(f"{config} has no api section, so the gateway serves no API; pass --url")
+    if not url.startswith(("http://", "https://")):
+        raise _fail(f"--url {url!r}: expected an http:// or https:// URL")
+    return ApprovalsClient(url, token.strip())
+
+
+@approvals_app.command("list")
+def approvals_list(
+    config: OptionalConfigOpt = None,
+    url: ApiUrlOpt = None,
+    token: TokenOpt = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="pending, timed_out, abandoned, approved, executed, rejected, withdrawn, expired, "
+            "several comma-separated, or all (default: those awaiting a decision)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="At most this many, newest first.")
+    ] = None,
+    output: Annotated[Literal["table", "json"], typer.Option("--format")] = "table",
+) -> None:
+    """Approval requests you may see (as an approver or auditor), newest first."""
+    from enforcer.api.client import ApiError, render_list
+
+    try:
+        with _approvals_client(config, url, token) as client:
+            docs = client.list_requests(state, limit)
+    except ApiError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+    if output == "json":
+        typer.echo(json.dumps(docs, indent=2))
+    else:
+        render_list(docs)
+
+
+@approvals_app.command("show")
+def approvals_show(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
+    config: OptionalConfigOpt = None,
+    url: ApiUrlOpt = None,
+    token: TokenOpt = None,
+    output: Annotated[Literal["text", "json"], typer.Option("--format")] = "text",
+) -> None:
+    """One approval request: the statement, why it is held, and what became of it."""
+    from enforcer.api.client import ApiError, render_request
+
+    try:
+        with _approvals_client(config, url, token) as client:
+            doc = client.get(approval_id)
+    except ApiError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+    if output == "json":
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        render_request(doc)
+
+
+def _decide(
+    approval_id: str, config: Path | None, url: str | None, token: str | None, *, approve: bool, reason: str
+) -> None:
+    from enforcer.api.client import ApiError, printable
+
+    try:
+        with _approvals_client(config, url, token) as client:
+            doc = client.decide(approval_id, approve=approve, reason=reason)
+    except ApiError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+    why = f": {doc['decision_reason']}" if doc.get("decision_reason") else ""
+    typer.echo(printable(f"{doc['id']} {doc['state']} by {doc['decided_by']}{why}", one_line=True))
+
+
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", help="Why; the requester sees it (at most 1000 characters).")
+]
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
+    config: OptionalConfigOpt = None,
+    url: ApiUrlOpt = None,
+    token: TokenOpt = None,
+    reason: ReasonOpt = "",
+) -> None:
+    """Approve a held statement: it runs once (now if the client still waits, else when re-sent)."""
+    _decide(approval_id, config, url, token, approve=True, reason=reason)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
+    config: OptionalConfigOpt = None,
+    url: ApiUrlOpt = None,
+    token: TokenOpt = None,
+    reason: ReasonOpt = "",
+) -> None:
+    """Reject a held statement; the client gets an error with your reason."""
+    if not reason.strip():
+        raise _fail("reject needs --reason TEXT: the requester sees it in the error")
+    _decide(approval_id, config, url, token, approve=False, reason=reason)
 
 
 def main() -> None:

@@ -170,6 +170,8 @@ class PolicyConfig:
     opa: OPAConfig | None = None
     decision_cache_ttl: float = 60.0
     decision_cache_key: str = "auto"
+    #: Reload when a file under ``paths`` changes (checked this often; 0 disables; SIGHUP always works).
+    watch_interval: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -716,7 +718,9 @@ def _gateway_tokens(raw_section: Any, base: Path) -> GatewayTokenConfig | None:
 
 def _policy(raw: dict[str, Any], base: Path) -> PolicyConfig:
     key = "policy"
-    _reject_unknown(raw, {"engine", "paths", "opa", "decision_cache_ttl", "decision_cache_key"}, key)
+    _reject_unknown(
+        raw, {"engine", "paths", "opa", "decision_cache_ttl", "decision_cache_key", "watch_interval"}, key
+    )
     cache_key = raw.get("decision_cache_key", "auto")
     if cache_key not in ("auto", "exact", "facts"):
         raise ConfigError(f"{key}.decision_cache_key: expected auto, exact or facts, got {cache_key!r}")
@@ -749,6 +753,7 @@ def _policy(raw: dict[str, Any], base: Path) -> PolicyConfig:
         opa=opa,
         decision_cache_ttl=parse_duration(raw.get("decision_cache_ttl", "60s"), f"{key}.decision_cache_ttl"),
         decision_cache_key=cache_key,
+        watch_interval=parse_duration(raw.get("watch_interval", "2s"), f"{key}.watch_interval"),
     )
 
 

@@ -141,6 +141,14 @@ class EmbeddedEngine:
             if "undefined" in message.lower():
                 return None
             raise PolicyError(f"evaluation failed: {message}") from None
+        except BaseException as exc:
+            # A Rust panic inside regorus arrives as pyo3's PanicException, a BaseException:
+            # it must deny this statement (fail closed), not take the session down.
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)) or type(exc).__name__ not in (
+                "PanicException",
+            ):
+                raise
+            raise PolicyError(f"the policy engine panicked: {exc}") from None
 
     async def evaluate(self, input_doc: dict[str, Any]) -> Any:
         return self.evaluate_sync(input_doc)
