@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from enforcer import metrics
 from enforcer.approvals.store import (
     APPROVABLE,
     ApprovalRequest,
@@ -178,6 +179,7 @@ class ApprovalService:
             return self._store_failure(exc)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiters[req.id] = fut
+        metrics.APPROVALS_PENDING.inc()
         self._by_session[ctx.session_id] = req.id
         self._event(req, "requested", by=identity.subject, reason="; ".join(reasons))
         if notice is not None:
@@ -204,6 +206,7 @@ class ApprovalService:
                 await asyncio.shield(self._withdraw(req, "the client disconnected while waiting"))
             raise
         finally:
+            metrics.APPROVALS_PENDING.dec()
             self._waiters.pop(req.id, None)
             if self._by_session.get(ctx.session_id) == req.id:
                 del self._by_session[ctx.session_id]
@@ -323,6 +326,7 @@ class ApprovalService:
             "approvers": req.approvers,
             "state": req.state,
         }
+        metrics.APPROVAL_EVENTS.labels(event=event).inc()
         log.info(
             "approval %s %s%s", req.id, event, f" by {by}" if by else "", extra={"event": f"approval_{event}"}
         )

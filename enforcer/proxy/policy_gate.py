@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pglast.parser
 
+from enforcer import metrics
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
 from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
@@ -494,7 +495,10 @@ class PolicyGate:
                     },
                     metrics={"timer_pgwarden_decision_ns": 0 if cached else eval_ns},
                 )
+                if not cached:
+                    metrics.DECISION_SECONDS.observe(eval_ns / 1e9)
         except DecisionLogError as exc:
+            metrics.DECISION_LOG_FAILURES.inc()
             if not self.decision_log.fail_open:
                 log.error("%s", exc, extra={"event": "decision_log_failed"})
                 return _refuse(
@@ -509,6 +513,9 @@ class PolicyGate:
             )
         if verdict.refusal is not None:
             verdict = _with_decision_id(verdict, first_id)
+        counter = metrics.STATEMENT_COUNTERS.get((entry.decision.action, verdict.refusal is None))
+        if counter is not None:
+            counter.inc()
         reasons = tuple(entry.decision.reasons)
         verdict = Verdict(
             refusal=verdict.refusal,

@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from enforcer import metrics
 from enforcer.proxy.gate import ResultTransformer, SessionContext, StatementGate, Verdict
 from enforcer.wire import (
     BindHead,
@@ -216,6 +217,7 @@ class Relay:
         if self.done.done():
             return
         self.event("upstream_lost", logging.WARNING)
+        metrics.UPSTREAM_ERRORS.labels(connection=self.ctx.connection, kind="lost").inc()
         self.fatal(
             "08006", "the upstream server closed the connection unexpectedly", "upstream connection lost"
         )

@@ -275,4 +275,8 @@ def worker_environment(run_dir: Path, index: int, count: int) -> dict[str, str]:
     env.update(
         PGWARDEN_RUN_DIR=str(run_dir), PGWARDEN_WORKER_INDEX=str(index), PGWARDEN_WORKER_COUNT=str(count)
     )
+    # Workers' metrics are aggregated by worker 0's /metrics (prometheus-client multiprocess mode).
+    metrics_dir = run_dir / "metrics"
+    metrics_dir.mkdir(exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     return env

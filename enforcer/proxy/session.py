@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from enforcer import metrics
 from enforcer.audit.sessions import SessionEnd, SessionStart
 from enforcer.identity import AuthenticationFailed, Identity
 from enforcer.proxy.cancel import CancelTarget
@@ -81,6 +82,7 @@ class ClientSession:
         self.closing_reason = "client disconnected"
         self.relay: Relay | None = None
         self.recording = False
+        self.counted = False
 
     # ------------------------------------------------------------------ logging
     def _event(self, event: str, level: int = logging.INFO, **fields: object) -> None:
@@ -112,6 +114,9 @@ class ClientSession:
                 application_name=self.ctx.application_name if self.ctx else "",
             )
             self._record_start()
+            metrics.SESSIONS.labels(channel=self.channel).inc()
+            metrics.SESSIONS_ACTIVE.inc()
+            self.counted = True
             await self._relay()
         except SessionClosed:
             pass
@@ -162,6 +167,8 @@ class ClientSession:
         )
 
     async def _cleanup(self) -> None:
+        if self.counted:
+            metrics.SESSIONS_ACTIVE.dec()
         if self.recording and self.gateway.recorder is not None:
             self.gateway.recorder.put(SessionEnd(self.id, time.time(), self.closing_reason))
         if self.admitted:
@@ -392,6 +399,7 @@ class ClientSession:
             self._event(
                 "upstream_connect_failed", logging.WARNING, user=user, connection=conn.name, error=exc.message
             )
+            metrics.UPSTREAM_ERRORS.labels(connection=conn.name, kind="connect").inc()
             await self._fatal(exc.sqlstate, exc.message)
         up = self.upstream
         assert up is not None
@@ -448,6 +456,7 @@ class ClientSession:
             identity = await self.gateway.authenticator.authenticate(user, token)
         except AuthenticationFailed as exc:
             self._event("auth_failed", logging.WARNING, user=user, reason=exc.message)
+            metrics.AUTH_FAILURES.inc()
             await self._fatal(exc.sqlstate, exc.message)
             raise AssertionError("unreachable") from None
         self._event("auth_ok", user=user, issuer=identity.issuer, groups=list(identity.groups))
