@@ -21,12 +21,17 @@ from enforcer.config import Config, ConfigError, load_config, parse_duration
 from enforcer.policy.engine import PolicyError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from enforcer.analysis import StatementFacts
     from enforcer.api.client import ApprovalsClient
     from enforcer.api.server import ApiServer
     from enforcer.approvals.service import ApprovalService
     from enforcer.audit.decision_log import DecisionLog
     from enforcer.audit.sessions import SessionStore
     from enforcer.identity.oidc import OIDCVerifier
+    from enforcer.policy.decision import Decision
+    from enforcer.policy.engine import EmbeddedEngine
     from enforcer.proxy.policy_gate import PolicyGate
     from enforcer.proxy.server import Gateway
 
@@ -285,11 +290,29 @@ async def _start_api(config: Config, gateway: Gateway) -> ApiServer | None:
     if config.api is None or gateway.worker_index != 0:
         return None
     host, port = config.api.listen_host, config.api.listen_port
+
+    async def readiness() -> list[str]:
+        problems = []
+        if not gateway.ports or gateway.stopping:
+            problems.append("the listener is not accepting connections")
+        log = gateway.decision_log
+        if log is not None and not log.writable:
+            problems.append("the decision log cannot be written")
+        if gateway.approvals is not None:
+            try:
+                await asyncio.to_thread(gateway.approvals.store.state_of, ["readyz"])
+            except Exception as exc:
+                problems.append(f"the approval store does not answer: {exc}")
+        if gateway.recorder is not None and gateway.recorder.failing:
+            problems.append("the session store does not accept writes")
+        return problems
+
     app = create_app(
         store_url=config.audit.sessions_store,
         authenticator=gateway.authenticator,
         auditor_groups=config.api.auditor_groups,
         approvals=gateway.approvals,
+        readiness=readiness,
     )
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -539,6 +562,95 @@ def policy_test(
     raise typer.Exit(run_policy_tests(paths, coverage=coverage, verbose=verbose))
 
 
+@policy_app.command("check-config")
+def policy_check_config(
+    configs: Annotated[list[Path], typer.Argument(help="Gateway configuration files (YAML).")],
+    policies: Annotated[
+        Path | None,
+        typer.Option("--policies", help="Rules directory (conftest layout; default: policies/conftest)."),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Policy data to check instead of the configuration's policy.paths."),
+    ] = None,
+) -> None:
+    """Review configurations with conftest-style rules (deny/warn); exit 1 on any deny.
+
+    Also runs `conftest test` when it is on PATH and reports any disagreement.
+    """
+    from enforcer.policy.config_check import (
+        SHIPPED_CONFIG_RULES,
+        ConfigCheckError,
+        check_configs,
+        write_report,
+    )
+
+    try:
+        report = check_configs(configs, policies or SHIPPED_CONFIG_RULES, data=data)
+    except ConfigCheckError as exc:
+        raise _fail(str(exc)) from None
+    write_report(report, sys.stdout)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def replay_gateway_rule(engine: EmbeddedEngine) -> Callable[[StatementFacts], Decision | None]:
+    """The decisions the gateway takes before asking the policy (pinned settings), for `policy replay`."""
+    from enforcer.audit.decision_log import DecisionLog
+    from enforcer.identity import Identity
+    from enforcer.proxy.gate import SessionContext
+    from enforcer.proxy.policy_gate import GateState, PolicyGate
+
+    gate = PolicyGate(engine, DecisionLog(None))
+    identity = Identity("replay", "pgwarden-replay", (), "replay", 0.0)
+    ctx = SessionContext("replay", identity, "", "", "", False)
+    return lambda facts: gate._pre_decision(ctx, GateState(), facts)
+
+
+@policy_app.command("replay")
+def policy_replay(
+    policies: Annotated[
+        list[Path], typer.Option("--policies", help="The candidate policy directories (like policy.paths).")
+    ],
+    config: OptionalConfigOpt = None,
+    directory: LogDirOpt = None,
+    since: Annotated[str | None, typer.Option(help="At or after: ISO time or a duration ago (7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="At or before: ISO time or a duration ago.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the newest N decisions.")] = None,
+    examples: Annotated[int, typer.Option(min=0, help="Changed decisions to show.")] = 10,
+    output: Annotated[Literal["table", "json"], typer.Option("--format")] = "table",
+    fail_on_change: Annotated[
+        bool, typer.Option("--fail-on-change", help="Exit 1 if any decision would change.")
+    ] = False,
+) -> None:
+    """Re-decide recorded decisions under candidate policies and report what would change."""
+    from enforcer.audit.timespec import point_in_time
+    from enforcer.policy.engine import EmbeddedEngine
+    from enforcer.policy.replay import replay_log, write_report
+
+    log_dir = _decision_log_dir(config, directory)
+    try:
+        window = [point_in_time(t) if t else None for t in (since, until)]
+    except ValueError as exc:
+        raise _fail(f"--since/--until: {exc}") from None
+    try:
+        engine = EmbeddedEngine(list(policies))
+        report = replay_log(
+            log_dir,
+            engine,
+            policies=policies,
+            since=window[0],
+            until=window[1],
+            limit=limit,
+            examples=examples,
+            gateway_rule=replay_gateway_rule(engine),
+        )
+    except (PolicyError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    write_report(report, sys.stdout, output)
+    if fail_on_change and report.changed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def explain(
     sql: Annotated[str, typer.Argument(help="The SQL to decide on (not run).")],
@@ -594,6 +706,36 @@ def explain(
         if decision.action != "allow":
             worst = decision.action
     typer.echo(f"decision: {worst} (policy version {engine.version})", err=True)
+
+
+@app.command()
+def mcp(
+    config: ConfigOpt,
+    transport: Annotated[
+        Literal["stdio", "http"],
+        typer.Option(help="stdio (one agent, token in PGWARDEN_TOKEN) or http (bearer token per request)."),
+    ] = "stdio",
+    connection: Annotated[
+        str | None, typer.Option(help="Upstream connection for the agents' SQL (default: the only one).")
+    ] = None,
+    socket: Annotated[
+        Path | None, typer.Option("--socket", help="The gateway's MCP socket (default: listener.mcp_socket).")
+    ] = None,
+    listen: Annotated[str, typer.Option(help="host:port to serve with --transport http.")] = "127.0.0.1:8765",
+    max_rows: Annotated[int, typer.Option(min=1, max=100_000, help="Most rows a query returns.")] = 500,
+) -> None:
+    """Serve MCP tools to agents; their SQL runs through the gateway like any client's (docs/mcp.md)."""
+    from enforcer.mcp.server import McpOptions, McpSetupError
+    from enforcer.mcp.server import run as run_mcp
+
+    cfg = _load(config)
+    options = McpOptions(
+        transport=transport, connection=connection, socket=socket, listen=listen, max_rows=max_rows
+    )
+    try:
+        run_mcp(cfg, options)
+    except McpSetupError as exc:
+        raise _fail(str(exc)) from None
 
 
 # ---------------------------------------------------------------------- audit trail
@@ -938,7 +1080,8 @@ def approvals_show(
 def _decide(
     approval_id: str, config: Path | None, url: str | None, token: str | None, *, approve: bool, reason: str
 ) -> None:
-    from enforcer.api.client import ApiError, printable
+    from enforcer.api.client import ApiError
+    from enforcer.terminal import printable
 
     try:
         with _approvals_client(config, url, token) as client:

@@ -1,13 +1,18 @@
-"""Who may read recorded sessions: a verified token whose identity is in an auditor group.
+"""Who is asking: a verified token, whether its identity is an auditor, and whether a cookie POST is ours.
 
 Owns: finding the token in a request (``Authorization: Bearer`` or the login
-cookie), verifying it with the gateway's own authenticator, and the auditor check.
-Never: logs, echoes or stores the token anywhere but the HttpOnly cookie the auditor asked for.
+cookie), verifying it with the gateway's own authenticator, the auditor check,
+and the cross-site request checks for requests that a browser authenticates
+with the cookie (Origin / Sec-Fetch-Site, and a CSRF token the pages carry).
+Never: logs, echoes or stores the token anywhere but the HttpOnly cookie the person asked for.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+from urllib.parse import urlsplit
 
 import jwt
 from starlette.requests import Request
@@ -17,12 +22,14 @@ from enforcer.identity.model import AuthenticationFailed, Authenticator, Identit
 log = logging.getLogger("pgwarden.api")
 
 COOKIE = "pgwarden_token"
+#: The header the pages send their CSRF token in (see :func:`csrf_token`).
+CSRF_HEADER = "x-pgwarden-csrf"
 #: Longer tokens are refused before any parsing (OIDC tokens are a few KiB at most).
 MAX_TOKEN_CHARS = 16 * 1024
 
 
 class AuthRefused(Exception):
-    """401 (no usable token) or 403 (a valid token, but not an auditor); ``message`` is safe to show."""
+    """401 (no usable token) or 403 (a valid token, but not allowed); ``message`` is safe to show."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -30,8 +37,8 @@ class AuthRefused(Exception):
         self.message = message
 
 
-class AuditorGate:
-    """Admits requests that carry a valid token of an identity in one of ``auditor_groups``."""
+class TokenGate:
+    """Verifies the token a request carries; knows which identities are auditors (``auditor_groups``)."""
 
     def __init__(self, authenticator: Authenticator, auditor_groups: tuple[str, ...]) -> None:
         if not auditor_groups:
@@ -70,7 +77,7 @@ class AuditorGate:
             return await self.authenticator.authenticate(subject, token)
         except AuthenticationFailed as exc:
             log.info(
-                "auditor sign-in refused: %s",
+                "API sign-in refused: %s",
                 exc.message,
                 # The subject is unverified here: keep it short and on one line.
                 extra={
@@ -80,8 +87,11 @@ class AuditorGate:
             )
             raise AuthRefused(401, exc.message) from None
 
+    def is_auditor(self, identity: Identity) -> bool:
+        return bool(set(identity.groups) & set(self.auditor_groups))
+
     def require_auditor(self, identity: Identity) -> Identity:
-        if set(identity.groups) & set(self.auditor_groups):
+        if self.is_auditor(identity):
             return identity
         raise AuthRefused(
             403,
@@ -89,11 +99,54 @@ class AuditorGate:
             f"{' or '.join(self.auditor_groups)}",
         )
 
-    async def auditor(self, request: Request) -> Identity:
-        """The auditor making this request, or AuthRefused."""
+    async def identity(self, request: Request) -> Identity:
+        """Whoever this request's token proves, auditor or not; else AuthRefused(401)."""
         token = self.token_from(request)
         if token is None:
             raise AuthRefused(
                 401, "sign in: send 'Authorization: Bearer <token>' or log in at /login with a token"
             )
-        return self.require_auditor(await self.verify(token))
+        return await self.verify(token)
+
+    async def auditor(self, request: Request) -> Identity:
+        """The auditor making this request, or AuthRefused."""
+        return self.require_auditor(await self.identity(request))
+
+
+def same_origin(request: Request) -> bool:
+    """False for a browser request from another site (a forged form post or fetch)."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser form post (browsers send Origin on POST)
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def csrf_token(cookie_token: str) -> str:
+    """The CSRF token of a signed-in browser: derived from its cookie, so no server state is needed.
+
+    Another site can neither read the cookie (HttpOnly) nor our pages (same-origin policy), so it
+    cannot compute or learn this value; the hash reveals nothing of the token itself."""
+    return hmac.new(b"pgwarden csrf v1", cookie_token.encode(), hashlib.sha256).hexdigest()
+
+
+def check_cookie_post(request: Request) -> None:
+    """Refuse (403) a state-changing request authenticated by the cookie unless it comes from our page.
+
+    Requests with ``Authorization: Bearer`` need no check: a browser never adds that header to a
+    cross-site request on its own."""
+    if request.headers.get("authorization") is not None:
+        return
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return  # no credentials at all: authentication refuses it
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not same_origin(request) or not hmac.compare_digest(
+        sent.encode(), csrf_token(cookie.strip()).encode()
+    ):
+        raise AuthRefused(
+            403,
+            "refused a cross-site or stale request: reload the page and try again "
+            f"(signed-in browsers must send the page's {CSRF_HEADER} header from this site)",
+        )

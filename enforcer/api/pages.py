@@ -1,7 +1,8 @@
-"""The auditor's HTML pages: sign-in, the list of recorded sessions, one session with replay.
+"""The HTML frame and the auditor's pages: sign-in, the list of recorded sessions, one session with replay.
 
-Owns: the markup, the inline style and the replay script (no build step, no external
-assets: everything is in the page, allowed by a per-response CSP nonce).
+Owns: the document frame every page shares (header, navigation, style, CSRF meta tag), the
+session pages' markup and the replay script (no build step, no external assets: everything
+is in the page, allowed by a per-response CSP nonce). The approval pages are in approval_pages.
 Never: puts text from the store or the request into a page without escaping it; recorded
 SQL, identities, application names and error messages are attacker-controlled.
 """
@@ -28,6 +29,8 @@ class Page:
     body: str
     status: int = 200
     script: str = ""
+    #: The script talks to this server (fetch): the CSP then allows ``connect-src 'self'``.
+    fetches: bool = False
 
 
 def e(value: object) -> str:
@@ -42,7 +45,7 @@ def fmt_time(ts: float | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S") + f".{when.microsecond // 1000:03d}Z"
 
 
-def _time(ts: float | None) -> str:
+def time_tag(ts: float | None) -> str:
     if ts is None:
         return ""
     iso = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
@@ -111,6 +114,18 @@ ul.reasons { margin: .2rem 0; padding-left: 1.2rem; }
 table.result { margin: .4rem 0; font: 12px/1.35 ui-monospace, monospace; }
 td.null { color: var(--muted); font-style: italic; }
 .muted { color: var(--muted); }
+.badge.state-pending, .badge.state-timed_out, .badge.state-abandoned { background: #e69138; }
+.badge.state-approved, .badge.state-executed { background: #3d8b37; }
+.badge.state-rejected { background: #c0392b; }
+table.approvals td.sql-cell { max-width: 42rem; }
+table.approvals pre.sql { margin: 0; }
+.decide { display: flex; flex-direction: column; gap: .3rem; min-width: 12rem; }
+.decide .buttons { display: flex; gap: .4rem; }
+button.approve { background: #3d8b37; color: #fff; border: 1px solid #2f6d2a; border-radius: 3px; }
+button.reject { background: #fff; color: #a61b1b; border: 1px solid #c0392b; border-radius: 3px; }
+.reject-form textarea { font-family: inherit; }
+.outcome { margin: 0; }
+.outcome[data-outcome="refused"] { color: #a61b1b; }
 """
 
 # Statements stay visible without JavaScript; the script only hides and re-reveals them.
@@ -167,22 +182,34 @@ _REPLAY_SCRIPT = """
 """
 
 
-def render(page: Page, *, nonce: str, auditor: Identity | None) -> str:
-    """The whole HTML document; ``nonce`` must match the response's Content-Security-Policy."""
+def render(
+    page: Page,
+    *,
+    nonce: str,
+    viewer: Identity | None,
+    csrf: str | None = None,
+    approvals: bool = False,
+) -> str:
+    """The whole HTML document; ``nonce`` must match the response's Content-Security-Policy.
+
+    ``csrf`` is the signed-in browser's CSRF token, for the scripts that post decisions;
+    ``approvals`` adds the Approvals link to the navigation."""
     who = ""
-    if auditor is not None:
+    if viewer is not None:
         who = (
-            f'<span class="who">signed in as <strong id="auditor">{e(auditor.subject)}</strong> '
+            f'<span class="who">signed in as <strong id="auditor">{e(viewer.subject)}</strong> '
             '<form method="post" action="/logout"><button type="submit">Sign out</button></form></span>'
         )
     script = f'<script nonce="{e(nonce)}">{page.script}</script>' if page.script else ""
+    meta = f'<meta name="pgwarden-csrf" content="{e(csrf)}">' if csrf else ""
+    nav = '<a href="/sessions">Sessions</a>' + ('<a href="/approvals">Approvals</a>' if approvals else "")
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(page.title)} · pgwarden</title>"
+        f"{meta}<title>{e(page.title)} · pgwarden</title>"
         f'<style nonce="{e(nonce)}">{_STYLE}</style></head>'
-        f'<body><header><a href="/sessions">pgwarden</a><a href="/sessions">Sessions</a>{who}</header>'
+        f'<body><header><a href="/sessions">pgwarden</a>{nav}{who}</header>'
         f"<main>{page.body}</main>{script}</body></html>\n"
     )
 
@@ -195,12 +222,18 @@ def message_page(title: str, message: str, *, status: int, link: tuple[str, str]
     )
 
 
-def login_page(*, next_path: str, message: str | None, status: int = 200) -> Page:
+def login_page(*, next_path: str, message: str | None, status: int = 200, approvals: bool = False) -> Page:
     note = f'<p class="error-box" id="login-message">{e(message)}</p>' if message else ""
+    who = (
+        "an identity in an auditor group (recorded sessions) or in a group that may approve "
+        "held statements (approval requests)"
+        if approvals
+        else "an identity in an auditor group"
+    )
     body = (
         "<h1>Sign in</h1>"
         f"{note}"
-        "<p>Paste a token of an identity in an auditor group: a gateway token from "
+        f"<p>Paste a token of {who}: a gateway token from "
         "<code>pgwarden token issue</code> or a token from a trusted identity provider. "
         "It is kept in an HttpOnly cookie until it expires.</p>"
         '<form method="post" action="/login" id="login-form">'
@@ -238,7 +271,7 @@ def sessions_page(sessions: Sequence[Mapping[str, Any]], filters: Mapping[str, s
         client = s.get("client_addr") or ""
         rows.append(
             f'<tr data-session-id="{e(sid)}">'
-            f'<td><a href="/sessions/{e(quote(sid, safe=""))}">{_time(s.get("started_at"))}</a></td>'
+            f'<td><a href="/sessions/{e(quote(sid, safe=""))}">{time_tag(s.get("started_at"))}</a></td>'
             f'<td class="identity">{e(s.get("subject"))}</td>'
             f"<td>{e(s.get('connection'))}</td>"
             f"<td>{e(client)}{' (TLS)' if s.get('tls') else ''}</td>"
@@ -272,7 +305,7 @@ def session_page(
     statements = statements[(page - 1) * per_page : page * per_page]
     groups = ", ".join(str(g) for g in session.get("groups") or [])
     ended = (
-        f"{_time(session.get('ended_at'))} ({e(session.get('end_reason') or '')})"
+        f"{time_tag(session.get('ended_at'))} ({e(session.get('end_reason') or '')})"
         if session.get("ended_at") is not None
         else "in progress"
     )
@@ -286,7 +319,7 @@ def session_page(
         ("client", f"{e(session.get('client_addr'))}{' over TLS' if session.get('tls') else ''}"),
         ("application", e(session.get("application_name"))),
         ("gateway instance", e(session.get("instance"))),
-        ("started", _time(session.get("started_at"))),
+        ("started", time_tag(session.get("started_at"))),
         ("ended", ended),
     ]
     dl = '<dl class="session">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
@@ -335,7 +368,7 @@ def _statement(s: Mapping[str, Any], first: float | None) -> str:
     classes = "stmt" + ("" if forwarded else " refused") + (" failed" if failed else "")
     head = [
         f'<span class="seq">#{seq}</span>',
-        _time(started),
+        time_tag(started),
         offset,
         f'<span class="badge action-{e(action or "none")}" data-role="action">'
         f"{e(action or 'no decision')}</span>",

@@ -45,8 +45,16 @@ def new_decision_id() -> str:
     return str(uuid.uuid4())
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1e6) % 1_000_000:06d}Z"
+    """UTC with microseconds; the date part is formatted once per second (this runs per record)."""
+    global _second_cache
+    second = int(ts)
+    if second != _second_cache[0]:
+        _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_cache[1]}.{int(ts * 1e6) % 1_000_000:06d}Z"
 
 
 def split_hash(line: bytes) -> tuple[bytes, str] | None:
@@ -166,6 +174,11 @@ class DecisionLog:
             raise DecisionLogError(
                 f"cannot open the decision log {self.stream_dir}: {exc.strerror or exc}"
             ) from None
+
+    @property
+    def writable(self) -> bool:
+        """False after a write error closed the chain (every later statement is refused)."""
+        return self.directory is None or self._fd is not None
 
     @property
     def path(self) -> Path | None:

@@ -22,6 +22,7 @@ import duckdb
 
 from enforcer.audit.decision_log import segments_of
 from enforcer.audit.timespec import point_in_time
+from enforcer.terminal import printable
 
 ACTIONS = ("allow", "deny", "mask", "review")
 OutputFormat = Literal["table", "json", "csv"]
@@ -352,7 +353,7 @@ def write_result(result: QueryResult, fmt: OutputFormat, out: TextIO) -> None:
         for name in result.columns:
             table.add_column(name, overflow="fold")  # fold, never cut: an auditor needs whole values
         for row in result.rows:
-            table.add_row(*(Text(_cell(v, short_time=True)) for v in row))
+            table.add_row(*(Text(printable(_cell(v, short_time=True))) for v in row))
         console = Console(file=out, highlight=False)
         if not console.is_terminal:  # piped: room for a table instead of rich's 80 columns
             console = Console(file=out, highlight=False, width=160)

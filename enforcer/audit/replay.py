@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from enforcer.audit.timespec import point_in_time
+from enforcer.terminal import printable
 
 _ACTION_STYLE = {"allow": "green", "deny": "bold red", "mask": "yellow", "review": "magenta"}
 #: A replay never sits longer than this between two statements, whatever the recorded gap.
@@ -31,6 +32,11 @@ def parse_when(value: str, option: str, now: float | None = None) -> float:
         return point_in_time(value, now=now)
     except ValueError as exc:
         raise ValueError(f"{option}: {exc}") from None
+
+
+def _safe(value: str) -> Text:
+    """Recorded text as inert text: no rich markup, no terminal control or format characters."""
+    return Text(printable(value))
 
 
 def _ts(value: float | None) -> str:
@@ -60,8 +66,14 @@ def render_session_list(rows: list[dict[str, Any]], console: Console | None = No
         counts.append(str(r["refused"]), style="red" if r["refused"] else "")
         counts.append("/")
         counts.append(str(r["errors"]), style="yellow" if r["errors"] else "")
+        # Recorded text is the client's: never let rich read it as markup.
         table.add_row(
-            r["id"], _ts(r["started_at"]), r["subject"], r["connection"], counts, r["end_reason"] or "(open)"
+            _safe(r["id"]),
+            _ts(r["started_at"]),
+            _safe(r["subject"]),
+            _safe(r["connection"]),
+            counts,
+            _safe(r["end_reason"] or "(open)"),
         )
     console.print(table)
 
@@ -77,7 +89,7 @@ def _header(session: dict[str, Any]) -> Panel:
         f"started {_ts(session['started_at'])}  ended {_ts(session['ended_at'])}  "
         f"{session['end_reason'] or '(still open or not closed cleanly)'}",
     ]
-    return Panel("\n".join(lines), title="pgwarden session", expand=False)
+    return Panel(_safe("\n".join(lines)), title="pgwarden session", expand=False)
 
 
 def _statement(console: Console, st: dict[str, Any], start: float) -> None:
@@ -91,21 +103,25 @@ def _statement(console: Console, st: dict[str, Any], start: float) -> None:
     if st["decision_id"]:
         head.append(f"  decision {st['decision_id']}", style="dim")
     console.print(head)
-    console.print(Syntax(st["sql"], "sql", theme="ansi_dark", word_wrap=True, background_color="default"))
+    console.print(
+        Syntax(_safe(st["sql"]).plain, "sql", theme="ansi_dark", word_wrap=True, background_color="default")
+    )
     if st["reasons"]:
-        console.print(Text("  reasons: " + "; ".join(st["reasons"]), style="dim"))
+        console.print(_safe("  reasons: " + "; ".join(st["reasons"])), style="dim")
     if st["columns"] is not None and st["result_rows"] is not None:
-        table = Table(*st["columns"], show_lines=False)
+        table = Table(show_lines=False)
+        for name in st["columns"]:
+            table.add_column(_safe(name))
         for row in st["result_rows"]:
-            table.add_row(*("NULL" if v is None else v for v in row))
+            table.add_row(*(Text("NULL", style="dim") if v is None else _safe(v) for v in row))
         console.print(table)
         if st["rows_truncated"]:
             console.print(Text("  (recording of the rows stopped at the configured limit)", style="dim"))
     if st["error_sqlstate"] or st["error_message"]:
         code = f"{st['error_sqlstate']} " if st["error_sqlstate"] else ""
-        console.print(Text(f"  ERROR {code}{st['error_message']}", style="red"))
+        console.print(_safe(f"  ERROR {code}{st['error_message']}"), style="red")
     elif st["command_tag"]:
-        console.print(Text(f"  {st['command_tag']}", style="cyan"))
+        console.print(_safe(f"  {st['command_tag']}"), style="cyan")
 
 
 def render_session(

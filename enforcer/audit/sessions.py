@@ -334,6 +334,11 @@ class SessionRecorder:
         self._failing_since: float | None = None
         self._thread.start()
 
+    @property
+    def failing(self) -> bool:
+        """True while the store refuses writes (events are held and retried)."""
+        return self._failing_since is not None
+
     def put(self, item: SessionStart | StatementEvent | SessionEnd) -> None:
         self._queue.put(item)
 

@@ -77,6 +77,10 @@ class Gateway:
         self._stopped = asyncio.Event()
         self.ports: list[int] = []
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     # ------------------------------------------------------------------ listening
     def _bind(self) -> None:
         lst = self.config.listener

@@ -7,26 +7,17 @@ with a gateway token through the /login form, browses, replays and looks for inj
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from enforcer.audit.sessions import SessionEnd, SessionStart, SessionStore, StatementEvent
 from enforcer.config import GatewayTokenConfig
 from enforcer.identity.gateway_tokens import GatewayTokens, generate_key
-from enforcer.localpg import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.e2e.conftest import CHROMIUM, browser_page, free_port, gateway_config, running_gateway
 
 pytestmark = [
     pytest.mark.e2e,
@@ -117,83 +108,21 @@ class Api:
         return self.tokens.issue(subject, list(groups), 600)
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the API did not listen on {port}:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     d = tmp_path_factory.mktemp("e2e-api")
     generate_key(d / "token.key")
     (d / "pw").write_text("unused")
     _record(str(d / "sessions.db"))
-    port = free_port()
-    cfg = {
-        "listener": {"host": "127.0.0.1", "port": 0, "insecure_loopback_dev": True},
-        "gateway_tokens": {"signing_key_file": "token.key"},
-        "connections": {"demo": {"database": "demo", "user": "app", "password_file": "pw", "port": 1}},
-        "policy": {"paths": [str(REPO / "testdata" / "policies" / "allow_all")]},
-        "audit": {"sessions": "sessions.db"},
-        "api": {"listen": f"127.0.0.1:{port}", "auditor_groups": ["auditors"]},
-        "logging": {"format": "json"},
-    }
-    (d / "gw.yaml").write_text(yaml.safe_dump(cfg))
-    log = d / "gateway.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "enforcer.cli", "run", "--config", str(d / "gw.yaml")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-    try:
-        _wait_listening(port, proc, log)
-        yield Api(
-            f"http://127.0.0.1:{port}", GatewayTokens(GatewayTokenConfig(signing_key_file=d / "token.key"))
-        )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-    # The API stops with the gateway, cleanly.
-    assert code == 0, log.read_text()
-    assert "Traceback" not in log.read_text(), log.read_text()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
+    cfg = gateway_config(free_port(), audit={"sessions": "sessions.db"})
+    with running_gateway(d, cfg) as url:
+        yield Api(url, GatewayTokens(GatewayTokenConfig(signing_key_file=d / "token.key")))
 
 
 @pytest.fixture
 def page(browser: Any, api: Api) -> Iterator[Any]:
-    context = browser.new_context(base_url=api.url)
-    pg = context.new_page()
-    pg.set_default_timeout(5000)
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda exc: problems.append(str(exc)))
-    pg.problems = problems
-    yield pg
-    context.close()
+    with browser_page(browser, api.url) as pg:
+        yield pg
 
 
 def sign_in(page: Any, api: Api, path: str = "/sessions") -> None:

@@ -1,12 +1,15 @@
-"""A real session store with a few recorded sessions, and real gateway tokens to read them with."""
+"""Real stores (recorded sessions, approval requests) and real gateway tokens to read them with."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from enforcer.approvals.service import ApprovalService, ApprovalSettings
+from enforcer.approvals.store import ApprovalStore
 from enforcer.audit.sessions import SessionStore
 from enforcer.config import GatewayTokenConfig
 from enforcer.identity.gateway_tokens import GatewayTokens, generate_key
@@ -39,3 +42,16 @@ def store_url(tmp_path: Path) -> str:
     store.write(recorded_sessions())
     store.close()
     return url
+
+
+@pytest.fixture
+def approval_store(tmp_path: Path) -> Iterator[ApprovalStore]:
+    store = ApprovalStore(str(tmp_path / "approvals.db"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def approvals(approval_store: ApprovalStore) -> ApprovalService:
+    """A real approval service over a real SQLite store (nothing waits on it: decisions only)."""
+    return ApprovalService(approval_store, ApprovalSettings(instance="gw-test-w0"))

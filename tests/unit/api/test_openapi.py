@@ -14,7 +14,10 @@ from starlette.exceptions import StarletteDeprecationWarning
 from starlette.routing import Route
 
 from enforcer.api.app import close_app, create_app
+from enforcer.approvals.service import ApprovalService
+from enforcer.approvals.store import ApprovalStore
 from tests.unit.api.conftest import Auth
+from tests.unit.api.held import held
 from tests.unit.api.recorded import ALICE
 
 with warnings.catch_warnings():
@@ -29,8 +32,13 @@ def _validator(ref: str) -> jsonschema.Draft202012Validator:
 
 
 @pytest.fixture
-def client(store_url: str, auth: Auth) -> Iterator[TestClient]:
-    app = create_app(store_url=store_url, authenticator=auth.authenticator, auditor_groups=("auditors",))
+def client(store_url: str, auth: Auth, approvals: ApprovalService) -> Iterator[TestClient]:
+    app = create_app(
+        store_url=store_url,
+        authenticator=auth.authenticator,
+        auditor_groups=("auditors",),
+        approvals=approvals,
+    )
     with TestClient(app, headers={"Authorization": f"Bearer {auth.token()}"}) as c:
         yield c
     close_app(app)
@@ -38,9 +46,20 @@ def client(store_url: str, auth: Auth) -> Iterator[TestClient]:
 
 def test_every_json_route_is_documented(client: TestClient) -> None:
     app: Any = client.app
-    routes = {r.path.replace("{session_id}", "{id}") for r in app.routes if isinstance(r, Route)}
-    json_routes = {p for p in routes if p.startswith("/api/")} | {"/healthz"}
-    assert json_routes == set(SPEC["paths"])
+    documented = {
+        (path, method.upper())
+        for path, ops in SPEC["paths"].items()
+        for method in ops
+        if method != "parameters"
+    }
+    served = {
+        (r.path.replace("{session_id}", "{id}").replace("{approval_id}", "{id}"), method)
+        for r in app.routes
+        if isinstance(r, Route) and (r.path.startswith("/api/") or r.path == "/healthz")
+        for method in r.methods or ()
+        if method != "HEAD"
+    }
+    assert served == documented
 
 
 def test_responses_match_the_schemas(client: TestClient) -> None:
@@ -83,3 +102,41 @@ def _listed_session() -> dict[str, Any]:
         "refused": 0,
         "errors": 0,
     }
+
+
+def test_approval_responses_match_the_schemas(
+    client: TestClient, auth: Auth, approval_store: ApprovalStore
+) -> None:
+    approval = _validator("#/components/schemas/Approval")
+    error = _validator("#/components/schemas/Error")
+    dba = {"Authorization": f"Bearer {auth.token('dora', ('dba',))}"}
+    first = held(approval_store)
+    second = held(approval_store, params=None, reasons=[])
+    _validator("#/components/schemas/ApprovalList").validate(client.get("/api/approvals?state=all").json())
+    approval.validate(client.get(f"/api/approvals/{first.id}").json())
+    approved = client.post(f"/api/approvals/{first.id}/approve", json={"reason": "ok"}, headers=dba)
+    assert approved.status_code == 200
+    approval.validate(approved.json())
+    rejected = client.post(f"/api/approvals/{second.id}/reject", json={"reason": "no"}, headers=dba)
+    approval.validate(rejected.json())
+    assert rejected.json()["params"] is None and rejected.json()["decided_at"] is not None
+    for r in (
+        client.post(f"/api/approvals/{first.id}/approve", headers=dba),  # 409
+        client.post(f"/api/approvals/{first.id}/approve"),  # 403: an auditor is no approver
+        client.get("/api/approvals/apr_0"),  # 404
+        client.post("/api/approvals/apr_0/approve", content=b"x" * 20_000, headers=dba),  # 413
+    ):
+        assert r.status_code in (403, 404, 409, 413)
+        error.validate(r.json())
+    bad = client.post(f"/api/approvals/{second.id}/reject", json={}, headers=dba).json()
+    _validator("#/components/responses/BadParameter/content/application~1json/schema").validate(bad)
+    decision = _validator("#/components/schemas/Decision")
+    assert decision.is_valid({"reason": "x" * 1000}) and decision.is_valid({})
+    assert not decision.is_valid({"reason": "x" * 1001}) and not decision.is_valid({"approve": True})
+
+
+def test_approval_schema_is_strict(approval_store: ApprovalStore) -> None:
+    doc = held(approval_store).to_document()
+    assert _validator("#/components/schemas/Approval").is_valid(doc)
+    assert not _validator("#/components/schemas/Approval").is_valid({**doc, "binding": "abc"})
+    assert not _validator("#/components/schemas/Approval").is_valid({**doc, "state": "maybe"})
