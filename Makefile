@@ -26,10 +26,14 @@ typecheck: venv
 test: venv lint typecheck
 	$(BIN)/pgwarden policy test policies/rego
 	$(BIN)/pgwarden policy test testdata/policies/github_actions
+	$(BIN)/pgwarden policy test policies/conftest
+	$(BIN)/pgwarden policy test opa/system
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 policy-test: venv
 	$(BIN)/pgwarden policy test policies/rego --coverage
+	$(BIN)/pgwarden policy test policies/conftest --coverage
+	$(BIN)/pgwarden policy test opa/system
 
 fmt: venv
 	$(BIN)/ruff format .

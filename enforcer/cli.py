@@ -21,17 +21,12 @@ from enforcer.config import Config, ConfigError, load_config, parse_duration
 from enforcer.policy.engine import PolicyError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from enforcer.analysis import StatementFacts
     from enforcer.api.client import ApprovalsClient
     from enforcer.api.server import ApiServer
     from enforcer.approvals.service import ApprovalService
     from enforcer.audit.decision_log import DecisionLog
     from enforcer.audit.sessions import SessionStore
     from enforcer.identity.oidc import OIDCVerifier
-    from enforcer.policy.decision import Decision
-    from enforcer.policy.engine import EmbeddedEngine
     from enforcer.proxy.policy_gate import PolicyGate
     from enforcer.proxy.server import Gateway
 
@@ -593,19 +588,6 @@ def policy_check_config(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def replay_gateway_rule(engine: EmbeddedEngine) -> Callable[[StatementFacts], Decision | None]:
-    """The decisions the gateway takes before asking the policy (pinned settings), for `policy replay`."""
-    from enforcer.audit.decision_log import DecisionLog
-    from enforcer.identity import Identity
-    from enforcer.proxy.gate import SessionContext
-    from enforcer.proxy.policy_gate import GateState, PolicyGate
-
-    gate = PolicyGate(engine, DecisionLog(None))
-    identity = Identity("replay", "pgwarden-replay", (), "replay", 0.0)
-    ctx = SessionContext("replay", identity, "", "", "", False)
-    return lambda facts: gate._pre_decision(ctx, GateState(), facts)
-
-
 @policy_app.command("replay")
 def policy_replay(
     policies: Annotated[
@@ -626,6 +608,7 @@ def policy_replay(
     from enforcer.audit.timespec import point_in_time
     from enforcer.policy.engine import EmbeddedEngine
     from enforcer.policy.replay import replay_log, write_report
+    from enforcer.proxy.policy_gate import pinned_setting_decision
 
     log_dir = _decision_log_dir(config, directory)
     try:
@@ -642,7 +625,7 @@ def policy_replay(
             until=window[1],
             limit=limit,
             examples=examples,
-            gateway_rule=replay_gateway_rule(engine),
+            gateway_rule=pinned_setting_decision,
         )
     except (PolicyError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None

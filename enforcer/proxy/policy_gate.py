@@ -318,22 +318,9 @@ class PolicyGate:
     def _pre_decision(self, ctx: SessionContext, state: GateState, facts: StatementFacts) -> Decision | None:
         """Rules the gateway enforces itself, before and regardless of the policy."""
         doc = facts.document
-        for setting in _all_settings(doc):
-            name = str(setting.get("name") or "").lower()
-            allowed = PINNED_SETTINGS.get(name)
-            value = setting.get("value")
-            if name == "*":
-                return Decision(
-                    "deny", ("set_config with a computed setting name cannot be decided; denied",)
-                )
-            if allowed is not None and (value is None or str(value).strip().lower() not in allowed):
-                return Decision(
-                    "deny",
-                    (
-                        f"{name} is pinned by pgwarden ({'/'.join(allowed)}): the gateway must lex SQL "
-                        "exactly as Postgres does",
-                    ),
-                )
+        pinned = pinned_setting_decision(facts)
+        if pinned is not None:
+            return pinned
         execute = doc.get("execute")
         if execute:
             known = state.statements.get(str(execute.get("name")))
@@ -565,6 +552,28 @@ class PolicyGate:
 
 def _remembered(entry: _Entry, verdict: Verdict) -> _Entry:
     return _Entry(entry.decision, verdict, [], entry.text, entry.created)
+
+
+def pinned_setting_decision(facts: StatementFacts) -> Decision | None:
+    """The deny the gateway itself gives a statement that would change a pinned setting, or None.
+
+    Settings that change how SQL is lexed are pinned so that the gateway's parse cannot diverge
+    from Postgres's; `pgwarden policy replay` applies the same rule to recorded statements."""
+    for setting in _all_settings(facts.document):
+        name = str(setting.get("name") or "").lower()
+        allowed = PINNED_SETTINGS.get(name)
+        value = setting.get("value")
+        if name == "*":
+            return Decision("deny", ("set_config with a computed setting name cannot be decided; denied",))
+        if allowed is not None and (value is None or str(value).strip().lower() not in allowed):
+            return Decision(
+                "deny",
+                (
+                    f"{name} is pinned by pgwarden ({'/'.join(allowed)}): the gateway must lex SQL "
+                    "exactly as Postgres does",
+                ),
+            )
+    return None
 
 
 def _all_settings(doc: Any) -> list[dict[str, Any]]:

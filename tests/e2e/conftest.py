@@ -81,8 +81,10 @@ def running_gateway(directory: Path, config: dict[str, Any]) -> Iterator[str]:
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    # Package scope, not session: Playwright's sync API keeps an event loop running on the main
+    # thread while it lives, which would break asyncio.run() in every test collected after e2e.
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     from playwright.sync_api import sync_playwright

@@ -144,6 +144,18 @@ def test_metrics_health_and_readiness(gateway_factory: Any, workdir: Path) -> No
     assert values["pgwarden_auth_failures_total"] == 1
     assert values["pgwarden_decision_seconds_count"] >= 2
 
+
+def test_readiness_fails_while_draining(gateway_factory: Any) -> None:
+    api = free_port()
+    gw = gateway_factory(api={"listen": f"127.0.0.1:{api}"}, listener={"shutdown_grace": "30s"})
+    base = f"http://127.0.0.1:{api}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
     # Draining: a session that stays open keeps the gateway up, and /readyz says it is going away.
     conn = psycopg.connect(gw.dsn(), autocommit=True)
     gw.proc.send_signal(signal.SIGTERM)
