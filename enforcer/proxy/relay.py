@@ -283,7 +283,12 @@ class Relay:
         if self.done.done():
             return
         if self.deciding:
+            # Keep reading while a decision is pending (an approval can take minutes): that is how a
+            # client that disconnects is noticed, and its held statement withdrawn. Stop reading
+            # only once the backlog is as large as the largest message we would accept.
             self.backlog += data
+            if len(self.backlog) > self.listener.max_message_size:
+                self._pause_client("backlog")
             return
         self.last_activity = self.loop.time()
         self.cframer.feed(data)
@@ -330,7 +335,6 @@ class Relay:
                     # then the incomplete tail still in the framer, then whatever arrives meanwhile.
                     self.backlog[:0] = chunk[end:] + self.cframer.take_rest()
                     self.deciding = True
-                    self._pause_client("deciding")
                     raw = chunk[frame_start:end]
                     self._decision_task = self.loop.create_task(
                         self._await_decision(decided, msg, type_byte, raw)
@@ -389,7 +393,7 @@ class Relay:
         self.last_activity = self.loop.time()
         self._process_client_frames()
         if not self.deciding:
-            self._resume_client("deciding")
+            self._resume_client("backlog")
 
     def _apply(
         self, verdict: Verdict, msg: Query | Parse | BindHead | Execute, type_byte: int, raw: bytes

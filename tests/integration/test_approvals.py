@@ -266,11 +266,15 @@ def test_cancel_while_waiting_withdraws_the_request(
     assert probe(upstream, f"SELECT v FROM approval_probe WHERE id = {row}") == "0"
 
 
+@pytest.mark.parametrize("sslmode", ["require", "disable"])
 def test_disconnect_while_waiting_withdraws_and_never_runs(
-    gw: GatewayProcess, other_instance: ApprovalService, upstream: Any, row: int
+    gw: GatewayProcess, other_instance: ApprovalService, upstream: Any, row: int, sslmode: str
 ) -> None:
+    # Without TLS too: the gateway keeps reading from a client whose statement is held, so that
+    # it notices the disconnect (a paused plaintext socket would not report it).
     sql = f"UPDATE approval_probe SET v = 77 WHERE id = {row}"
-    proc = subprocess.Popen(["psql", "-X", "-c", sql], env=gw.env(), stderr=subprocess.PIPE, text=True)
+    env = gw.env(sslmode=sslmode)
+    proc = subprocess.Popen(["psql", "-X", "-c", sql], env=env, stderr=subprocess.PIPE, text=True)
     req = wait_for_request(other_instance, sql)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
