@@ -112,6 +112,11 @@ def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
         "instance": config.audit.instance,
     }
     decision_log = open_decision_log(config, labels, worker_index=worker_index)
+    masking = None
+    if config.masking is not None:
+        from enforcer.proxy.masking_gate import MaskingEnforcer
+
+        masking = MaskingEnforcer(config.masking, config.connections)
     texts = engine.texts if isinstance(engine, EmbeddedEngine) else []
     cache_key = choose_cache_key(pc.decision_cache_key, texts) if texts else "exact"
     return PolicyGate(
@@ -120,6 +125,7 @@ def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
         cache_ttl=pc.decision_cache_ttl,
         cache_key=cache_key,
         record_ast=config.audit.record_ast,
+        masking=masking,
     )
 
 
@@ -224,6 +230,8 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
             await oidc.aclose()
         if gateway.recorder is not None:
             await asyncio.to_thread(gateway.recorder.close)
+        if gate.masking is not None:
+            await gate.masking.close()
         gate.decision_log.close()
 
 

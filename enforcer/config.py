@@ -304,6 +304,39 @@ class ApprovalsConfig:
 
 
 @dataclass(frozen=True)
+class MaskingConfig:
+    """Enforcing ``mask`` decisions (without it, they are refused)."""
+
+    #: The key of the ``hash`` strategy (at least 16 bytes); never in policy. None: hash masks deny.
+    hash_key_file: Path | None = None
+    #: How long an upstream catalog snapshot is reused (DDL through the gateway refreshes it at once).
+    catalog_ttl: float = 60.0
+    #: A masked column in WHERE/JOIN/GROUP BY/ORDER BY: compare masked values, or deny the statement.
+    predicates: str = "filter"
+    redact_text: str = "****"
+    #: Characters ``partial`` keeps (the last N).
+    partial_keep: int = 4
+    #: Functions whose bodies the rewriter may treat as harmless (schema-qualified), e.g. audited helpers.
+    trusted_functions: tuple[str, ...] = ()
+
+    def hash_key(self) -> bytes | None:
+        if self.hash_key_file is None:
+            return None
+        try:
+            key = self.hash_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"masking.hash_key_file: cannot read {self.hash_key_file}: {exc.strerror}"
+            ) from None
+        if len(key) < 16:
+            raise ConfigError(
+                f"masking.hash_key_file: {self.hash_key_file} holds {len(key)} bytes; use at least 16 "
+                "(for example `head -c 32 /dev/urandom | base64 > mask.key`)"
+            )
+        return key
+
+
+@dataclass(frozen=True)
 class Config:
     listener: ListenerConfig
     #: None when clients authenticate with OIDC tokens only.
@@ -317,6 +350,8 @@ class Config:
     api: ApiConfig | None = None
     #: None when the configuration has no ``approvals`` section (review decisions are refused).
     approvals: ApprovalsConfig | None = None
+    #: None when the configuration has no ``masking`` section (mask decisions are refused).
+    masking: MaskingConfig | None = None
     source: Path | None = None
 
 
@@ -548,6 +583,7 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
             "identity",
             "api",
             "approvals",
+            "masking",
         },
         "configuration",
     )
@@ -595,6 +631,7 @@ def parse_config(raw: Any, base: Path, source: Path | None = None) -> Config:
         identity=identity,
         api=api,
         approvals=_approvals(top.get("approvals"), base, api),
+        masking=_masking(top.get("masking"), base),
         source=source,
     )
 
@@ -619,6 +656,48 @@ def _api(raw_section: Any) -> ApiConfig | None:
             f"got {groups!r}"
         )
     return ApiConfig(listen_host=m.group(1) or m.group(3), listen_port=port, auditor_groups=tuple(groups))
+
+
+def _masking(raw_section: Any, base: Path) -> MaskingConfig | None:
+    key = "masking"
+    if raw_section is None:
+        return None
+    raw = _mapping(raw_section, key)
+    _reject_unknown(
+        raw,
+        {
+            "hash_key_file",
+            "hash_key",
+            "catalog_ttl",
+            "predicates",
+            "redact_text",
+            "partial_keep",
+            "trusted_functions",
+        },
+        key,
+    )
+    if "hash_key" in raw:
+        raise ConfigError(
+            f"{key}.hash_key: an inline key is not accepted; put it in a file and set {key}.hash_key_file"
+        )
+    predicates = _str(raw, "predicates", key, "filter")
+    if predicates not in ("filter", "deny"):
+        raise ConfigError(f"{key}.predicates: expected filter or deny, got {predicates!r}")
+    trusted = raw.get("trusted_functions") or []
+    if not isinstance(trusted, list) or not all(isinstance(f, str) and "." in f for f in trusted):
+        raise ConfigError(f"{key}.trusted_functions: expected a list of schema-qualified function names")
+    cfg = MaskingConfig(
+        hash_key_file=_path(raw["hash_key_file"], f"{key}.hash_key_file", base)
+        if raw.get("hash_key_file")
+        else None,
+        catalog_ttl=parse_duration(raw.get("catalog_ttl", "60s"), f"{key}.catalog_ttl"),
+        predicates=predicates,
+        redact_text=_str(raw, "redact_text", key, "****"),
+        partial_keep=_int(raw, "partial_keep", key, 4, 0, 64),
+        trusted_functions=tuple(f.lower() for f in trusted),
+    )
+    cfg.hash_key()  # readable and long enough, or a ConfigError naming the file
+    return cfg
 
 
 def _store_url(value: Any, key: str, base: Path) -> str:

@@ -212,6 +212,7 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
         audit: dict[str, Any] | None = None,
         approvals: dict[str, Any] | None = None,
         api: dict[str, Any] | None = None,
+        masking: dict[str, Any] | None = None,
     ) -> GatewayProcess:
         port = free_port()
         n = len(started)
@@ -239,6 +240,7 @@ def gateway_factory(workdir: Path, upstream: Upstream) -> Iterator[Any]:
             **({"identity": identity} if identity else {}),
             **({"approvals": approvals} if approvals else {}),
             **({"api": api} if api else {}),
+            **({"masking": masking} if masking else {}),
         }
         path = workdir / f"gateway-{n}.yaml"
         path.write_text(yaml.safe_dump(cfg))

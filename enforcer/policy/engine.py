@@ -36,6 +36,10 @@ class PolicyEngine(Protocol):
 
     async def evaluate(self, input_doc: dict[str, Any]) -> Any: ...
 
+    async def evaluate_rule(self, path: str, input_doc: dict[str, Any]) -> Any:
+        """Another rule than the decision, e.g. ``pgwarden/masking/identity_masks`` (None if undefined)."""
+        ...
+
     @property
     def synchronous(self) -> bool: ...
 
@@ -153,6 +157,19 @@ class EmbeddedEngine:
     async def evaluate(self, input_doc: dict[str, Any]) -> Any:
         return self.evaluate_sync(input_doc)
 
+    def evaluate_rule_sync(self, path: str, input_doc: dict[str, Any]) -> Any:
+        try:
+            self._engine.set_input_json(json.dumps(input_doc, separators=(",", ":"), default=str))
+            result = json.loads(self._engine.eval_rule_as_json("data." + path.replace("/", ".")))
+            return None if result == "<undefined>" else result
+        except Exception as exc:
+            if "undefined" in str(exc).lower():
+                return None
+            raise PolicyError(f"evaluation of {path} failed: {exc}") from None
+
+    async def evaluate_rule(self, path: str, input_doc: dict[str, Any]) -> Any:
+        return self.evaluate_rule_sync(path, input_doc)
+
 
 class OPAEngine:
     """A co-located OPA over its REST Data API (``POST /v1/data/pgwarden/decision``), keep-alive."""
@@ -177,11 +194,14 @@ class OPAEngine:
         raise PolicyError("the OPA engine evaluates asynchronously")
 
     async def evaluate(self, input_doc: dict[str, Any]) -> Any:
+        return await self.evaluate_rule(DECISION_PATH, input_doc)
+
+    async def evaluate_rule(self, path: str, input_doc: dict[str, Any]) -> Any:
         import httpx
 
         try:
             async with asyncio.timeout(self._timeout):
-                resp = await self._client.post(f"/v1/data/{DECISION_PATH}", json={"input": input_doc})
+                resp = await self._client.post(f"/v1/data/{path}", json={"input": input_doc})
         except TimeoutError:
             raise PolicyError(f"OPA did not answer within {self._timeout:g}s") from None
         except httpx.HTTPError as exc:

@@ -67,6 +67,8 @@ class Verdict:
     refusal: ErrorResponse | None = None
     transformer: ResultTransformer | None = None
     notices: tuple[str, ...] = ()
+    #: Bytes to send upstream instead of the message as the client sent it (a rewritten statement).
+    replacement: bytes | None = None
     #: For the audit trail: the decision record this verdict came from, and what it said.
     decision_id: str = ""
     action: str = ""

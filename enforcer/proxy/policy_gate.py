@@ -34,13 +34,16 @@ import pglast.parser
 from enforcer import metrics
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
 from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
+from enforcer.masking import CatalogUnavailable, MaskingError
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
 from enforcer.policy.engine import PolicyEngine, PolicyError
-from enforcer.proxy.gate import ALLOW, SessionContext, SQLMessage, Verdict
+from enforcer.proxy.gate import ALLOW, ResultTransformer, SessionContext, SQLMessage, Verdict
+from enforcer.proxy.masking_gate import MaskOutcome, catalog_refusal
 from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
 
 if TYPE_CHECKING:
     from enforcer.approvals.service import ApprovalService
+    from enforcer.proxy.masking_gate import MaskingEnforcer
 
 log = logging.getLogger("pgwarden.policy")
 
@@ -146,6 +149,12 @@ class GateState:
     cache: OrderedDict[tuple[str, str, str, int, int, str], _Entry] = field(default_factory=OrderedDict)
     epoch: int = 0
     identity_json: str | None = None
+    #: Masking: the identity's plan and the policy version it came from (``...`` = not computed yet).
+    mask_plan: Any = ...
+    mask_plan_version: str = ""
+    #: Per prepared statement: its masking outcome, and the result description a Describe reported.
+    masked: dict[str, MaskOutcome] = field(default_factory=dict)
+    described: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def _sql_of(msg: Query | Parse) -> str:
@@ -162,8 +171,11 @@ class PolicyGate:
         cache_key: str = "exact",
         record_ast: bool = False,
         approvals: ApprovalService | None = None,
+        masking: MaskingEnforcer | None = None,
     ) -> None:
         self.engine = engine
+        #: Enforces ``mask`` decisions by rewriting; without it they are refused.
+        self.masking = masking
         self.decision_log = decision_log
         #: Holds ``review`` decisions for a person; without it they are refused.
         self.approvals = approvals
@@ -231,6 +243,24 @@ class PolicyGate:
         state.portals[message.portal] = entry
         if entry.verdict.refusal is not None:
             return entry.verdict
+        held_verdict = entry.verdict
+        mask = state.masked.get(message.statement)
+        if (
+            mask is not None
+            and self.masking is not None
+            and (mask.changed or entry.decision.action == "mask")
+        ):
+            # Rows of a masked statement: the masker needs the statement's description, which a
+            # Describe reported earlier (drivers such as asyncpg Describe once and Bind many times).
+            full = message.full()
+            masker = self.masking.result_masker(mask)
+            masker.bind(full.result_formats, state.described.get(message.statement))
+            held_verdict = Verdict(
+                transformer=masker,
+                decision_id=entry.verdict.decision_id,
+                action=entry.verdict.action,
+                reasons=entry.verdict.reasons,
+            )
         if entry.decision.action == "review" and self.approvals is not None:
             # The approval binds the parameters, which arrive with Bind: hold the Bind.
             bind = message.full()
@@ -240,8 +270,8 @@ class PolicyGate:
                 else (v.decode("utf-8", "replace") if bind.param_format(i) == 0 else "\\x" + v.hex())
                 for i, v in enumerate(bind.params)
             ]
-            return self._hold(ctx, entry.text, params, "extended", entry.decision, entry.verdict)
-        return ALLOW
+            return self._hold(ctx, entry.text, params, "extended", entry.decision, held_verdict)
+        return held_verdict if held_verdict is not entry.verdict else ALLOW
 
     async def _hold(
         self,
@@ -396,7 +426,7 @@ class PolicyGate:
         self, decisions: list[Decision], results: list[tuple[dict[str, Any], int]], text: str
     ) -> _Entry:
         combined = combine(decisions)
-        verdict = _verdict(combined, holds_reviews=self.approvals is not None)
+        verdict = _verdict(combined, holds_reviews=self.approvals is not None, masks=self.masking is not None)
         return _Entry(combined, verdict, results, text, time.monotonic())
 
     # ------------------------------------------------------------------ bookkeeping and records
@@ -457,8 +487,89 @@ class PolicyGate:
         *,
         cached: bool,
     ) -> Verdict | Awaitable[Verdict]:
+        mask: MaskOutcome | None = None
+        if self.masking is not None and entry.verdict.refusal is None:
+            found = self._mask(ctx, state, _sql_of(message), source)
+            if not (found is None or isinstance(found, MaskOutcome)):
+                return self._finish_later(ctx, state, message, entry, protocol, source, cached, found)
+            mask = found
+        return self._finish_with(ctx, state, message, entry, protocol, source, cached, mask)
+
+    async def _finish_later(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        message: Query | Parse,
+        entry: _Entry,
+        protocol: str,
+        source: str,
+        cached: bool,
+        pending: Awaitable[MaskOutcome | None],
+    ) -> Verdict:
+        mask = await pending
+        result = self._finish_with(ctx, state, message, entry, protocol, source, cached, mask)
+        return result if isinstance(result, Verdict) else await result
+
+    # ------------------------------------------------------------------ masking
+    def _mask(
+        self, ctx: SessionContext, state: GateState, text: str, source: str
+    ) -> MaskOutcome | Awaitable[MaskOutcome | None] | None:
+        """The masking outcome of a statement of this session; an awaitable when something must load."""
+        masking = self.masking
+        assert masking is not None
+        if state.mask_plan is ... or state.mask_plan_version != self.engine.version:
+            return self._mask_async(ctx, state, text, source)
+        plan = state.mask_plan
+        if plan is None:
+            return None
+        catalog = masking.catalogs.cached(ctx.connection)
+        if catalog is None:
+            return self._mask_async(ctx, state, text, source)
+        outcome = masking.outcome(text, plan, catalog, normalised=source)
+        return self._mask_async(ctx, state, text, source, retry=True) if outcome.stale else outcome
+
+    async def _mask_async(
+        self, ctx: SessionContext, state: GateState, text: str, source: str, *, retry: bool = False
+    ) -> MaskOutcome | None:
+        masking = self.masking
+        assert masking is not None
+        try:
+            if state.mask_plan is ... or state.mask_plan_version != self.engine.version:
+                version = self.engine.version
+                state.mask_plan = await masking.identity_plan(self.engine, ctx)
+                state.mask_plan_version = version
+            plan = state.mask_plan
+            if plan is None:
+                return None
+            if retry:
+                masking.catalogs.invalidate(ctx.connection)
+            catalog = await masking.catalogs.get(ctx.connection)
+        except (PolicyError, MaskingError, CatalogUnavailable) as exc:
+            log.error("masking unavailable: %s", exc, extra={"event": "masking_failed"})
+            return MaskOutcome(refusal=catalog_refusal(exc))
+        return masking.outcome(text, plan, catalog, normalised=source)
+
+    def _finish_with(
+        self,
+        ctx: SessionContext,
+        state: GateState,
+        message: Query | Parse,
+        entry: _Entry,
+        protocol: str,
+        source: str,
+        cached: bool,
+        mask: MaskOutcome | None,
+    ) -> Verdict | Awaitable[Verdict]:
         verdict = entry.verdict
         text = _sql_of(message)
+        if verdict.refusal is None and entry.decision.action == "mask" and mask is None:
+            # The policy masks this statement but names no mask for the identity: fail closed.
+            verdict = _refuse(
+                "42501", "pgwarden: the policy asks for masks it does not name; the statement was not run"
+            )
+        elif mask is not None and mask.refusal is not None:
+            verdict = Verdict(refusal=mask.refusal)
+        masked = mask.record() if mask is not None and mask.refusal is None else []
         first_id = ""
         try:
             for i, ((result, eval_ns), input_json) in enumerate(
@@ -466,20 +577,23 @@ class PolicyGate:
             ):
                 decision_id = new_decision_id()
                 first_id = first_id or decision_id
+                enforcement: dict[str, Any] = {
+                    "session": ctx.session_id,
+                    "connection": ctx.connection,
+                    "subject": ctx.identity.subject,
+                    "message_action": entry.decision.action,
+                    "forwarded": verdict.refusal is None,
+                    "statement_index": i,
+                    "cached": cached,
+                    "policy_version": self.engine.version,
+                }
+                if masked:
+                    enforcement["masked"] = masked
                 self.decision_log.write(
                     decision_id=decision_id,
                     input_json=input_json,
                     result=result,
-                    enforcement={
-                        "session": ctx.session_id,
-                        "connection": ctx.connection,
-                        "subject": ctx.identity.subject,
-                        "message_action": entry.decision.action,
-                        "forwarded": verdict.refusal is None,
-                        "statement_index": i,
-                        "cached": cached,
-                        "policy_version": self.engine.version,
-                    },
+                    enforcement=enforcement,
                     metrics={"timer_pgwarden_decision_ns": 0 if cached else eval_ns},
                 )
                 if not cached:
@@ -503,19 +617,27 @@ class PolicyGate:
         counter = metrics.STATEMENT_COUNTERS.get((entry.decision.action, verdict.refusal is None))
         if counter is not None:
             counter.inc()
-        reasons = tuple(entry.decision.reasons)
+        replacement, transformer = None, verdict.transformer
+        if verdict.refusal is None and mask is not None:
+            replacement, transformer = self._masked_message(state, message, entry, mask)
         verdict = Verdict(
             refusal=verdict.refusal,
-            transformer=verdict.transformer,
+            transformer=transformer,
             notices=verdict.notices,
+            replacement=replacement,
             decision_id=first_id,
             action=entry.decision.action,
-            reasons=reasons,
+            reasons=tuple(entry.decision.reasons),
         )
         if isinstance(message, Parse):
             state.statements[message.name] = _remembered(entry, verdict)
+            if mask is not None and verdict.refusal is None:
+                state.masked[message.name] = mask
+            else:
+                state.masked.pop(message.name, None)
+            state.described.pop(message.name, None)
         if verdict.refusal is None:
-            self._track_session_effects(state, source, entry)
+            self._track_session_effects(state, source, entry, ctx.connection)
             if (
                 entry.decision.action == "review"
                 and self.approvals is not None
@@ -524,7 +646,29 @@ class PolicyGate:
                 return self._hold(ctx, text, None, "simple", entry.decision, verdict)
         return verdict
 
-    def _track_session_effects(self, state: GateState, source: str, entry: _Entry) -> None:
+    def _masked_message(
+        self, state: GateState, message: Query | Parse, entry: _Entry, mask: MaskOutcome
+    ) -> tuple[bytes | None, ResultTransformer | None]:
+        """The bytes to send instead (when rewritten) and the result masker (when anything is masked)."""
+        masking = self.masking
+        assert masking is not None and mask.rewritten is not None
+        replacement = None
+        if mask.changed:
+            sql = mask.rewritten.sql
+            if isinstance(message, Query):
+                replacement = Query(sql).encode()
+            else:
+                replacement = Parse(message.name, sql, message.param_types).encode()
+        if not (mask.changed or entry.decision.action == "mask"):
+            return replacement, None
+        if isinstance(message, Parse):
+            name = message.name
+            return replacement, masking.result_masker(
+                mask, on_statement_fields=lambda fields: state.described.__setitem__(name, fields)
+            )
+        return replacement, masking.result_masker(mask)
+
+    def _track_session_effects(self, state: GateState, source: str, entry: _Entry, connection: str) -> None:
         analysis = cached_analysis(source)
         if isinstance(analysis, AnalysisError):
             return
@@ -532,6 +676,9 @@ class PolicyGate:
         for facts in analysis.statements:
             doc = facts.document
             flags = doc.get("flags", {})
+            if flags.get("ddl") and self.masking is not None:
+                # The catalog the rewriter relies on is changing: read it again for what follows.
+                self.masking.catalogs.invalidate(connection)
             if flags.get("changes_session_setting") or flags.get("sets_role") or doc.get("role_change"):
                 changed = True
             prepare = doc.get("prepare")
@@ -589,10 +736,15 @@ def _refuse(sqlstate: str, message: str, detail: str | None = None) -> Verdict:
     return Verdict(refusal=ErrorResponse.build(sqlstate, message, detail=detail))
 
 
-def _verdict(decision: Decision, *, holds_reviews: bool = False) -> Verdict:
+def _verdict(decision: Decision, *, holds_reviews: bool = False, masks: bool = False) -> Verdict:
     reasons = "; ".join(decision.reasons)
-    if decision.action == "allow" or (decision.action == "review" and holds_reviews):
-        # A review is held when it reaches Query or Bind (see PolicyGate._hold), not refused here.
+    if (
+        decision.action == "allow"
+        or (decision.action == "review" and holds_reviews)
+        or (decision.action == "mask" and masks)
+    ):
+        # A review is held when it reaches Query or Bind (see PolicyGate._hold), and a mask is
+        # rewritten in _finish; neither is refused here.
         return ALLOW
     if decision.action == "deny":
         return _refuse("42501", f"pgwarden denied this statement: {reasons}")

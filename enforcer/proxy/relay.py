@@ -340,7 +340,7 @@ class Relay:
                         self._await_decision(decided, msg, type_byte, raw)
                     )
                     return
-                if decided.refusal is None and not decided.notices:
+                if decided.refusal is None and not decided.notices and decided.replacement is None:
                     self._apply(decided, msg, type_byte, b"")  # bookkeeping only; the bytes stay as sent
                     continue
                 replacement = self._apply(decided, msg, type_byte, chunk[frame_start:end])
@@ -407,14 +407,24 @@ class Relay:
             self.client.write(NoticeResponse.build("00000", notice, severity="NOTICE").encode())
         if verdict.refusal is None:
             if verdict.transformer is not None:
-                self.transformers[self.cycles_sent] = verdict.transformer
-            data = raw
+                self._add_transformer(verdict.transformer)
+            data = raw if verdict.replacement is None else verdict.replacement
         else:
             self.refused += 1
             data = self._stand_in(verdict.refusal, simple=type_byte == _Q)
         if type_byte == _Q:
             self.cycles_sent += 1
         return data
+
+    def _add_transformer(self, transformer: ResultTransformer) -> None:
+        """Results of this cycle go through ``transformer``; a second one for the same cycle (several
+        masked statements in one pipeline) is merged into the first when it knows how."""
+        existing = self.transformers.get(self.cycles_sent)
+        absorb = getattr(existing, "absorb", None)
+        if existing is not None and absorb is not None and type(existing) is type(transformer):
+            absorb(transformer)
+        else:
+            self.transformers[self.cycles_sent] = transformer
 
     def _stand_in(self, refusal: ErrorResponse, *, simple: bool) -> bytes:
         """Bytes to send upstream instead of a refused message: a statement that fails to parse."""
@@ -450,10 +460,20 @@ class Relay:
             out = bytearray()
             while (frame := framer.next_frame()) is not None:
                 type_byte, payload, raw = frame
+                swapped = False
                 if type_byte == _ERROR and self.pending_refusals:
-                    raw = self._swap_refusal(payload, raw)
+                    refusal = self._swap_refusal(payload, raw)
+                    swapped = refusal is not raw
+                    raw = refusal
                 transformer = self.transformers.get(self.cycles_done)
-                if transformer is not None:
+                if transformer is not None and swapped:
+                    # The gateway's own refusal is not upstream data: the transformer follows the
+                    # stream (skip until Sync) but must not rewrite or withhold the refusal's text.
+                    transformer.transform(type_byte, payload)
+                    out += raw
+                    if tracker is not None:
+                        tracker.backend(type_byte, raw[5:], self.cycles_done)
+                elif transformer is not None:
                     for t, p in transformer.transform(type_byte, payload):
                         out += bytes((t,)) + (len(p) + 4).to_bytes(4, "big") + p
                         if tracker is not None and t in tracker.watch:

@@ -109,6 +109,33 @@ mask_entries contains {"column": column, "label": strictest[1], "strategy": stri
 
 masks := sort(mask_entries)
 
+# Every labelled column masked for this identity, whichever relations a statement names. The
+# gateway rewrites each statement of such an identity with these, so that views, functions and
+# catalogs that reach a labelled table are masked or refused too, not only the tables named.
+identity_mask_entries contains {"column": column, "label": strictest[1], "strategy": strictest[2]} if {
+	some column, labels in column_labels
+	is_array(labels)
+	cands := candidates(labels)
+	count(cands) > 0
+	strictest := max(cands)
+}
+
+identity_masks := sort(identity_mask_entries)
+
+# Catalog views that show other sessions' statement texts or column statistics: for an identity
+# with masks they would reveal values (most_common_vals) or the hash key blocks in rewritten text.
+default revealing_relations := [
+	"pg_catalog.pg_stat_activity",
+	"pg_catalog.pg_stats",
+	"pg_catalog.pg_stats_ext",
+	"pg_catalog.pg_stats_ext_exprs",
+	"pg_catalog.pg_prepared_statements",
+	"pg_catalog.pg_statistic",
+	"public.pg_stat_statements",
+]
+
+revealing_relations := section.revealing_relations if is_array(section.revealing_relations)
+
 reasons contains msg if {
 	some relation in exposed
 	masked := [entry.column | some entry in mask_entries; relation_of(entry.column) == relation]
@@ -152,6 +179,24 @@ deny contains msg if {
 		"%s could send masked columns outside the result (pgwarden.masking.side_channel)",
 		[f.name],
 	)
+}
+
+deny contains msg if {
+	count(identity_mask_entries) > 0
+	some relation in data.pgwarden.statement.read_relations
+	revealing(relation)
+	msg := sprintf(
+		"%s can reveal masked values or other sessions' statements to an identity with masks (pgwarden.masking.revealing_relation)",
+		[relation],
+	)
+}
+
+# Unqualified names are keyed public.<name>, but pg_catalog is searched first.
+revealing(relation) if relation in revealing_relations
+
+revealing(relation) if {
+	startswith(relation, "public.")
+	concat("", ["pg_catalog.", substring(relation, 7, -1)]) in revealing_relations
 }
 
 deny contains msg if {

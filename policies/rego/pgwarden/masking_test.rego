@@ -210,3 +210,43 @@ test_config_errors if {
 	}
 	count(data.pgwarden.masking.config_errors) == 0
 }
+
+# --- identity-wide masks and revealing relations -----------------------------
+
+identity_masks_for(groups) := m if {
+	m := data.pgwarden.masking.identity_masks with input.identity.groups as groups
+		with input.statement as fx.select_products
+		with data.pgwarden.config.masking as masking
+}
+
+read_of(schema, name) := object.union(fx.base_statement, {
+	"text": "SELECT * FROM somewhere",
+	"relations": [{"schema": schema, "name": name, "access": "read"}],
+	"columns": [],
+})
+
+test_identity_masks_cover_every_labelled_column_whatever_the_statement if {
+	identity_masks_for(["agents"]) == [
+		{"column": "public.customers.email", "label": "pii.email", "strategy": "email"},
+		{"column": "public.customers.ssn", "label": "pii.national_id", "strategy": "redact"},
+		{"column": "sales.leads.email", "label": "pii.email", "strategy": "email"},
+	]
+	count(identity_masks_for(["dba"])) == 0
+}
+
+test_revealing_relations_denied_to_masked_identities if {
+	stats := data.pgwarden.masking.deny with input.identity.groups as ["agents"]
+		with input.statement as read_of("pg_catalog", "pg_stats")
+		with data.pgwarden.config.masking as masking
+	some msg in stats
+	contains(msg, "pgwarden.masking.revealing_relation")
+	activity := data.pgwarden.masking.deny with input.identity.groups as ["agents"]
+		with input.statement as read_of("", "pg_stat_activity")
+		with data.pgwarden.config.masking as masking
+	some unqualified in activity
+	contains(unqualified, "pg_stat_activity can reveal")
+	dba := data.pgwarden.masking.deny with input.identity.groups as ["dba"]
+		with input.statement as read_of("pg_catalog", "pg_stats")
+		with data.pgwarden.config.masking as masking
+	count(dba) == 0
+}

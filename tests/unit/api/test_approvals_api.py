@@ -76,7 +76,8 @@ def test_approvers_see_their_requests_and_auditors_see_all(
     r = client.get(f"/api/approvals/{for_dba.id}", headers=as_(auth, SECURITY))
     assert r.status_code == 403
     assert r.json()["error"] == (
-        f"sam may not see {for_dba.id}: only its requester, its approvers (dba, leads) and auditors (auditors) may"
+        f"sam may not see {for_dba.id}: only its requester, its approvers (dba, leads) "
+        "and auditors (auditors) may"
     )
     r = client.get("/api/approvals/apr_000000000000", headers=as_(auth, AUDITOR))
     assert r.status_code == 404 and r.json() == {"error": "no approval request apr_000000000000"}
