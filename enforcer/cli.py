@@ -190,14 +190,23 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
                 seen = now
                 await reload("policy files changed")
 
-    async def fsync_decision_log() -> None:
-        # audit.decision_log.fsync: interval also covers a gateway that goes quiet after a burst.
+    async def flush_decision_log() -> None:
+        # Outcome records wait in memory for at most this long; fsync: interval also covers a
+        # gateway that goes quiet after a burst.
+        log_ = gate.decision_log
+        last_sync = asyncio.get_running_loop().time()
         while True:
-            await asyncio.sleep(gate.decision_log.fsync_interval)
-            await asyncio.to_thread(gate.decision_log.flush)
+            await asyncio.sleep(0.2)
+            try:
+                log_.write_deferred()
+                if asyncio.get_running_loop().time() - last_sync >= log_.fsync_interval:
+                    last_sync = asyncio.get_running_loop().time()
+                    await asyncio.to_thread(log_.flush)
+            except DecisionLogError as exc:
+                log.error("%s", exc, extra={"event": "decision_log_failed"})
 
     prefetch = asyncio.ensure_future(oidc.prefetch()) if oidc is not None else None  # warm, do not block
-    flusher = asyncio.ensure_future(fsync_decision_log()) if gate.decision_log.directory else None
+    flusher = asyncio.ensure_future(flush_decision_log()) if gate.decision_log.directory else None
     asyncio.get_running_loop().add_signal_handler(
         signal.SIGHUP, lambda: asyncio.ensure_future(reload("SIGHUP"))
     )

@@ -391,6 +391,9 @@ def _statement(s: Mapping[str, Any], first: float | None) -> str:
     reasons = s.get("reasons") or []
     if reasons:
         parts.append('<ul class="reasons">' + "".join(f"<li>{e(r)}</li>" for r in reasons) + "</ul>")
+    masked = s.get("masked") or []
+    if masked:
+        parts.append(f'<p class="muted masked">masked: {e(", ".join(masked))}</p>')
     if s.get("error_sqlstate") or s.get("error_message"):
         parts.append(
             f'<div class="error"><code>{e(s.get("error_sqlstate"))}</code> {e(s.get("error_message"))}</div>'

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
+#: Outcome records held in memory at most this many bytes before they are written.
+_DEFER_BYTES = 64 * 1024
 SEGMENT_SUFFIX = ".jsonl"
 ANCHORS = "anchors.jsonl"
 _HASH_TAIL = len(',"hash":"') + 64 + len('"}')
@@ -138,6 +140,7 @@ class DecisionLog:
         self.directory = directory
         self.stream = stream
         self.labels = labels or {}
+        self._labels_json: tuple[dict[str, str] | None, str] = (None, "")
         self.rotate_size = rotate_size
         self.fsync_mode = fsync
         self.fsync_interval = fsync_interval
@@ -154,6 +157,9 @@ class DecisionLog:
         self._size = 0
         self._last_fsync = time.monotonic()
         self._dirty = False
+        #: Chained lines not yet written (outcome records), written before anything else.
+        self._deferred: list[bytes] = []
+        self._deferred_size = 0
         if directory is None:
             return
         if not stream:
@@ -231,6 +237,7 @@ class DecisionLog:
 
     def _rotate(self) -> None:
         assert self._fd is not None
+        self._append(None)
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
@@ -265,25 +272,36 @@ class DecisionLog:
             path.unlink()
 
     # ------------------------------------------------------------------ writing
-    def _append(self, body_open: str) -> None:
-        """Chain and write one record. ``body_open`` is a JSON object without its closing brace."""
-        assert self._fd is not None
+    def _chain(self, body_open: str) -> bytes:
+        """The next line of the chain (seq and prev advance; nothing is written yet)."""
         self._seq += 1
         body = f'{body_open},"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}}}'
         data = body.encode()
         digest = hashlib.sha256(data).hexdigest()
-        line = data[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        self._prev = digest
+        return data[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+
+    def _append(self, body_open: str | None) -> None:
+        """Write the deferred lines, then (if given) one more record, in one write(2)."""
+        assert self._fd is not None
+        line = b"".join(self._deferred)
+        if body_open is not None:
+            line += self._chain(body_open)
+        if not line:
+            return
+        self._deferred.clear()
+        self._deferred_size = 0
         try:
             written = os.write(self._fd, line)
         except OSError:
-            self._seq -= 1
+            # The chain advanced over lines that never reached the file: stop, as after a short write.
+            self._fd = None
             raise
         if written != len(line):
             # The chain cannot continue after a partial line: later records would chain on a
             # record that does not exist. Stop writing; every later statement is refused.
             self._fd = None
             raise DecisionLogError(f"short write to the decision log {self.path}")
-        self._prev = digest
         self._size += written
         self._dirty = True
         if self.fsync_mode == "always" or (
@@ -293,7 +311,9 @@ class DecisionLog:
             self._last_fsync = time.monotonic()
             self._dirty = False
 
-    def _write_record(self, body_open: str) -> None:
+    def _write_record(self, body_open: str, *, defer: bool = False) -> None:
+        """Chain and write one record. ``defer``: it may wait (in order) for the next write or flush;
+        outcome records do, since nothing waits on them (a decision record never does)."""
         if self.directory is None:
             self.memory.append(json.loads(body_open + "}"))
             return
@@ -301,9 +321,27 @@ class DecisionLog:
             with self._lock:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
+                if defer and self._deferred_size < _DEFER_BYTES:
+                    line = self._chain(body_open)
+                    self._deferred.append(line)
+                    self._deferred_size += len(line)
+                    return
                 self._append(body_open)
                 if self._size >= self.rotate_size:
                     self._rotate()
+        except OSError as exc:
+            raise DecisionLogError(
+                f"cannot write the decision log {self.path}: {exc.strerror or exc}"
+            ) from None
+
+    def write_deferred(self) -> None:
+        """Write outcome records still held in memory (the gateway calls this every few hundred ms)."""
+        if self.directory is None or not self._deferred:
+            return
+        try:
+            with self._lock:
+                if self._fd is not None and self._deferred:
+                    self._append(None)
         except OSError as exc:
             raise DecisionLogError(
                 f"cannot write the decision log {self.path}: {exc.strerror or exc}"
@@ -314,24 +352,24 @@ class DecisionLog:
         *,
         decision_id: str,
         input_json: str,
-        result: dict[str, Any],
+        result: dict[str, Any] | str,
         enforcement: dict[str, Any],
         metrics: dict[str, int],
         path: str = "pgwarden/decision",
     ) -> None:
-        """Write one decision record. ``input_json`` is pre-serialised (cached decisions reuse it)."""
-        head = {
-            "event": "decision",
-            "decision_id": decision_id,
-            "timestamp": rfc3339(time.time()),
-            "path": path,
-            "labels": self.labels,
-            "result": result,
-            "metrics": metrics,
-            "enforcement": enforcement,
-        }
-        body = json.dumps(head, separators=(",", ":"), default=str)[:-1]
-        self._write_record(body + ',"input":' + input_json)
+        """Write one decision record. ``input_json`` is pre-serialised (cached decisions reuse it), and
+        ``result`` may be too (the same decision document is recorded for every cached use)."""
+        dumps = json.dumps
+        if self._labels_json[0] is not self.labels:
+            self._labels_json = (self.labels, dumps(self.labels, separators=(",", ":")))
+        result_json = result if isinstance(result, str) else dumps(result, separators=(",", ":"), default=str)
+        body = (
+            f'{{"event":"decision","decision_id":"{decision_id}","timestamp":"{rfc3339(time.time())}",'
+            f'"path":{dumps(path)},"labels":{self._labels_json[1]},"result":{result_json},'
+            f'"metrics":{dumps(metrics, separators=(",", ":"))},'
+            f'"enforcement":{dumps(enforcement, separators=(",", ":"), default=str)},"input":{input_json}'
+        )
+        self._write_record(body)
 
     def write_outcome(
         self,
@@ -344,19 +382,21 @@ class DecisionLog:
         duration_ms: float,
         error: dict[str, str] | None,
     ) -> None:
-        """What came of a decided statement: rows, command tag, duration, error."""
-        record = {
-            "event": "outcome",
-            "decision_id": decision_id,
-            "timestamp": rfc3339(time.time()),
-            "session": session,
-            "forwarded": forwarded,
-            "command_tag": command_tag,
-            "rows": rows,
-            "duration_ms": round(duration_ms, 3),
-            "error": error,
-        }
-        self._write_record(json.dumps(record, separators=(",", ":"))[:-1])
+        """What came of a decided statement: rows, command tag, duration, error.
+
+        Held in memory (chained, in order) until the next decision record, a flush, or 64 KiB:
+        a statement's outcome is known only after it ran, so nothing waits on it, and one write
+        per few statements instead of one per statement matters for prepared statements."""
+        dumps = json.dumps
+        # Built by hand: this runs for every execution. Ids are the gateway's own (uuid, hex).
+        err = "null" if error is None else dumps(error, separators=(",", ":"))
+        body = (
+            f'{{"event":"outcome","decision_id":"{decision_id}","timestamp":"{rfc3339(time.time())}",'
+            f'"session":"{session}","forwarded":{"true" if forwarded else "false"},'
+            f'"command_tag":{dumps(command_tag)},"rows":{"null" if rows is None else int(rows)},'
+            f'"duration_ms":{round(duration_ms, 3)},"error":{err}'
+        )
+        self._write_record(body, defer=True)
 
     def write_approval(self, event: dict[str, Any]) -> None:
         """An approval event (requested, approved, rejected, timed_out, withdrawn, executed, ...)."""
@@ -366,6 +406,8 @@ class DecisionLog:
     def flush(self) -> None:
         """fsync what was written (the interval policy's timer and shutdown call this)."""
         with self._lock:
+            if self._fd is not None and self._deferred:
+                self._append(None)
             if self._fd is not None and self._dirty:
                 os.fdatasync(self._fd)
                 self._dirty = False

@@ -108,6 +108,8 @@ def _statement(console: Console, st: dict[str, Any], start: float) -> None:
     )
     if st["reasons"]:
         console.print(_safe("  reasons: " + "; ".join(st["reasons"])), style="dim")
+    if st.get("masked"):
+        console.print(_safe("  masked: " + ", ".join(st["masked"])), style="yellow")
     if st["columns"] is not None and st["result_rows"] is not None:
         table = Table(show_lines=False)
         for name in st["columns"]:

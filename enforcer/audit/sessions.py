@@ -63,6 +63,7 @@ _STATEMENT_COLUMNS = (
     "columns",
     "result_rows",
     "rows_truncated",
+    "masked",
 )
 
 
@@ -107,6 +108,8 @@ class StatementEvent:
     columns: list[str] | None = None
     result_rows: list[list[str | None]] | None = None
     rows_truncated: bool = False
+    #: Columns masked in the results, ``schema.table.column:strategy`` (never values).
+    masked: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -180,9 +183,16 @@ class SessionStore:
                 protocol TEXT, sql TEXT, params TEXT, decision_id TEXT, action TEXT, reasons TEXT,
                 forwarded {integer}, command_tag TEXT, rows {integer}, error_sqlstate TEXT,
                 error_message TEXT, columns TEXT, result_rows TEXT, rows_truncated {integer},
-                PRIMARY KEY (session_id, seq))"""
+                masked TEXT, PRIMARY KEY (session_id, seq))"""
         )
         self._exec("CREATE INDEX IF NOT EXISTS sessions_started ON {sessions} (started_at)")
+        # Stores made by earlier versions: add the columns they lack.
+        if self.is_postgres:
+            self._exec("ALTER TABLE {statements} ADD COLUMN IF NOT EXISTS masked TEXT")
+        else:
+            have = {r[1] for r in self._exec("PRAGMA table_info(statements)").fetchall()}
+            if "masked" not in have:
+                self._exec("ALTER TABLE statements ADD COLUMN masked TEXT")
         self._db.commit()
 
     def close(self) -> None:
@@ -192,8 +202,27 @@ class SessionStore:
     def write(self, items: Iterable[SessionStart | StatementEvent | SessionEnd]) -> None:
         """Write a batch in one transaction (idempotent: a retried batch does not duplicate)."""
         conflict = "ON CONFLICT DO NOTHING"
+        statements: list[tuple[Any, ...]] = []
+        insert_statements = self._sql(
+            f"INSERT INTO {{statements}} ({','.join(_STATEMENT_COLUMNS)}) "
+            f"VALUES ({','.join('?' * len(_STATEMENT_COLUMNS))}) {conflict}"
+        )
+
+        def flush_statements() -> None:
+            # Consecutive statements go in one executemany (order between kinds is kept).
+            if statements:
+                db: Any = self._db
+                if self.is_postgres:
+                    with db.cursor() as cur:
+                        cur.executemany(insert_statements, statements)
+                else:
+                    db.executemany(insert_statements, statements)
+                statements.clear()
+
         try:
             for item in items:
+                if not isinstance(item, StatementEvent):
+                    flush_statements()
                 if isinstance(item, SessionStart):
                     row = asdict(item)
                     row["groups"] = json.dumps(row["groups"])
@@ -205,22 +234,14 @@ class SessionStore:
                         [row[c] for c in cols],
                     )
                 elif isinstance(item, StatementEvent):
-                    row = asdict(item)
-                    for key in ("reasons", "params", "columns", "result_rows"):
-                        row[key] = None if row[key] is None else json.dumps(row[key])
-                    row["forwarded"] = int(row["forwarded"])
-                    row["rows_truncated"] = int(row["rows_truncated"])
-                    marks = ",".join("?" * len(_STATEMENT_COLUMNS))
-                    self._exec(
-                        f"INSERT INTO {{statements}} ({','.join(_STATEMENT_COLUMNS)}) VALUES ({marks}) "
-                        + conflict,
-                        [row[c] for c in _STATEMENT_COLUMNS],
-                    )
+                    statements.append(_statement_row(item))
+                    continue
                 else:
                     self._exec(
                         "UPDATE {sessions} SET ended_at = ?, end_reason = ? WHERE id = ?",
                         [item.ended_at, item.end_reason, item.id],
                     )
+            flush_statements()
             self._db.commit()
         except Exception:
             try:
@@ -305,12 +326,42 @@ class SessionStore:
         out = []
         for r in rows:
             row = dict(zip(_STATEMENT_COLUMNS, r, strict=True))
-            for key in ("reasons", "params", "columns", "result_rows"):
+            for key in ("reasons", "params", "columns", "result_rows", "masked"):
                 row[key] = None if row[key] is None else json.loads(row[key])
+            row["masked"] = row["masked"] or []
             row["forwarded"] = bool(row["forwarded"])
             row["rows_truncated"] = bool(row["rows_truncated"])
             out.append(row)
         return out
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _statement_row(e: StatementEvent) -> tuple[Any, ...]:
+    """The row of one statement in _STATEMENT_COLUMNS order (no dataclasses.asdict: it deep-copies)."""
+    return (
+        e.session_id,
+        e.seq,
+        e.started_at,
+        e.duration_ms,
+        e.protocol,
+        e.sql,
+        _json_or_none(e.params),
+        e.decision_id,
+        e.action,
+        _json_or_none(e.reasons),
+        int(e.forwarded),
+        e.command_tag,
+        e.rows,
+        e.error_sqlstate,
+        e.error_message,
+        _json_or_none(e.columns),
+        _json_or_none(e.result_rows),
+        int(e.rows_truncated),
+        _json_or_none(e.masked),
+    )
 
 
 def _session_row(row: dict[str, Any]) -> dict[str, Any]:

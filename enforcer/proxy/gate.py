@@ -73,6 +73,8 @@ class Verdict:
     decision_id: str = ""
     action: str = ""
     reasons: tuple[str, ...] = ()
+    #: Columns masked in this statement's results, as ``schema.table.column:strategy`` (never values).
+    masked: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:

@@ -138,6 +138,8 @@ class _Entry:
     results: list[tuple[dict[str, Any], int]]
     text: str
     created: float
+    #: The result documents serialised once (every cached use records the same document).
+    results_json: list[str] | None = None
 
 
 @dataclass
@@ -149,6 +151,7 @@ class GateState:
     cache: OrderedDict[tuple[str, str, str, int, int, str], _Entry] = field(default_factory=OrderedDict)
     epoch: int = 0
     identity_json: str | None = None
+    session_json: tuple[Any, str] = (None, "")
     #: Masking: the identity's plan and the policy version it came from (``...`` = not computed yet).
     mask_plan: Any = ...
     mask_plan_version: str = ""
@@ -260,6 +263,7 @@ class PolicyGate:
                 decision_id=entry.verdict.decision_id,
                 action=entry.verdict.action,
                 reasons=entry.verdict.reasons,
+                masked=entry.verdict.masked,
             )
         if entry.decision.action == "review" and self.approvals is not None:
             # The approval binds the parameters, which arrive with Bind: hold the Bind.
@@ -459,7 +463,13 @@ class PolicyGate:
             return [json.dumps({"statement": {"text": text, "parse_error": str(analysis)}})]
         if state.identity_json is None:
             state.identity_json = json.dumps(ctx.identity.to_document(), separators=(",", ":"), default=str)
-        session = json.dumps(self._session_document(ctx, protocol), separators=(",", ":"), default=str)
+        # The session document changes only with the transaction status, reported parameters
+        # or protocol: serialise it once per such state, not per statement.
+        session_key = (ctx.transaction_status, ctx.parameters_epoch, protocol)
+        if state.session_json[0] != session_key:
+            doc = self._session_document(ctx, protocol)
+            state.session_json = (session_key, json.dumps(doc, separators=(",", ":"), default=str))
+        session = state.session_json[1]
         count = len(analysis.statements)
         out = []
         for facts, rest in zip(analysis.statements, jsons, strict=True):
@@ -571,9 +581,16 @@ class PolicyGate:
             verdict = Verdict(refusal=mask.refusal)
         masked = mask.record() if mask is not None and mask.refusal is None else []
         first_id = ""
+        if entry.results_json is None:
+            entry.results_json = [json.dumps(r, separators=(",", ":"), default=str) for r, _ in entry.results]
         try:
-            for i, ((result, eval_ns), input_json) in enumerate(
-                zip(entry.results, self._record_inputs(ctx, state, text, source, protocol), strict=True)
+            for i, ((_, eval_ns), result, input_json) in enumerate(
+                zip(
+                    entry.results,
+                    entry.results_json,
+                    self._record_inputs(ctx, state, text, source, protocol),
+                    strict=True,
+                )
             ):
                 decision_id = new_decision_id()
                 first_id = first_id or decision_id
@@ -628,6 +645,7 @@ class PolicyGate:
             decision_id=first_id,
             action=entry.decision.action,
             reasons=tuple(entry.decision.reasons),
+            masked=tuple(f"{m.get('column')}:{m.get('strategy')}" for m in masked),
         )
         if isinstance(message, Parse):
             state.statements[message.name] = _remembered(entry, verdict)

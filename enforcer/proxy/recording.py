@@ -48,6 +48,7 @@ class _StatementInfo:
     decision_id: str
     action: str
     reasons: tuple[str, ...]
+    masked: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class StatementTracker:
 
     @staticmethod
     def _info(sql: str, verdict: Verdict) -> _StatementInfo:
-        return _StatementInfo(sql, verdict.decision_id, verdict.action, verdict.reasons)
+        return _StatementInfo(sql, verdict.decision_id, verdict.action, verdict.reasons, verdict.masked)
 
     def _open(self, cycle: int, execute: bool, info: _StatementInfo, forwarded: bool, protocol: str) -> None:
         self.seq += 1
@@ -213,6 +214,7 @@ class StatementTracker:
                     decision_id=info.decision_id,
                     action=info.action,
                     reasons=list(info.reasons),
+                    masked=list(info.masked),
                     forwarded=unit.forwarded,
                     command_tag=tag,
                     rows=unit.rows,

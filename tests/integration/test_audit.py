@@ -112,7 +112,14 @@ def test_every_action_is_recorded_with_its_outcome(recorded: GatewayProcess, wor
 
     # The decision log has one decision per statement and an outcome tied to it by decision_id.
     decisions = {d["decision_id"]: d for d in recorded.decisions()}
-    outcomes = {o["decision_id"]: o for o in recorded.outcomes()}
+    # Outcome records wait in memory for a few hundred milliseconds (they are written in batches).
+    wanted = {st["decision_id"] for st in statements}
+
+    def all_outcomes() -> dict[str, Any] | None:
+        found = {r["decision_id"]: r for r in recorded.outcomes()}
+        return found if wanted <= set(found) else None
+
+    outcomes = wait_for(all_outcomes)
     for st in statements:
         d = decisions[st["decision_id"]]
         assert d["result"]["action"] == st["action"]

@@ -236,3 +236,34 @@ def test_fsync_always_and_outcomes(tmp_path: Path) -> None:
 def test_verify_reports_an_empty_or_missing_directory(tmp_path: Path) -> None:
     assert not verify_directory(tmp_path / "nope").ok
     assert not verify_directory(tmp_path).ok
+
+
+def test_outcomes_wait_in_memory_in_chain_order_until_the_next_write(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    seg = tmp_path / "gw-w0" / "000001.jsonl"
+
+    def outcome(i: int) -> None:
+        log.write_outcome(
+            decision_id=f"d{i}",
+            session="s",
+            forwarded=True,
+            command_tag="SELECT 1",
+            rows=1,
+            duration_ms=0.25,
+            error=None,
+        )
+
+    write_decisions(log, 1)
+    outcome(0)
+    assert [json.loads(x)["event"] for x in lines_of(seg)] == ["segment", "decision"]  # held back
+    write_decisions(log, 1, start=1)  # a decision record takes the held outcome with it, first
+    assert [json.loads(x)["event"] for x in lines_of(seg)] == ["segment", "decision", "outcome", "decision"]
+    outcome(1)
+    log.write_deferred()
+    records = [json.loads(x) for x in lines_of(seg)]
+    assert records[-1]["event"] == "outcome" and records[-1]["error"] is None and records[-1]["rows"] == 1
+    outcome(2)
+    log.close()  # nothing held is lost at a clean stop
+    events = [json.loads(x)["event"] for x in lines_of(seg)]
+    assert events[-2:] == ["outcome", "close"]
+    assert verify_directory(tmp_path).ok
