@@ -38,8 +38,8 @@ from tests.conftest import REPO, SHIPPED_POLICY, GatewayProcess, wait_port
 
 pytestmark = pytest.mark.integration
 
-#: Flip when the gateway masks results (the masking stage): a `mask` decision is refused until then.
-MASKING_ENFORCED = False
+#: The gateway below has a masking section, so `mask` decisions return masked rows.
+MASKING_ENFORCED = True
 
 TRANSPORTS = ["stdio", "http"]
 APPROVER = Identity("alice-dba", "pgwarden", ("dba",), "gateway-token", time.time() + 3600)
@@ -57,10 +57,13 @@ def store_path(workdir: Path) -> Path:
 @pytest.fixture(scope="module")
 def gw(gateway_factory: Any, workdir: Path, store_path: Path, upstream: Any) -> GatewayProcess:
     probe(upstream, "CREATE TABLE IF NOT EXISTS mcp_probe (id int PRIMARY KEY, v int NOT NULL)")
+    key = workdir / "mcp-mask.key"
+    key.write_text("an-mcp-test-masking-key-32-bytes")
     gateway: GatewayProcess = gateway_factory(
         listener={"mcp_socket": str(workdir / "mcp.sock")},
         policy={"paths": [str(SHIPPED_POLICY)]},
         approvals={"store": str(store_path), "poll_interval": "50ms"},
+        masking={"hash_key_file": str(key)},
     )
     return gateway
 
