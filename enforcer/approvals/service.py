@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from enforcer import metrics
 from enforcer.approvals.store import (
     APPROVABLE,
+    NOTIFY_CHANNEL,
     ApprovalRequest,
     ApprovalStore,
     ApprovalStoreError,
@@ -89,6 +90,8 @@ class ApprovalService:
         for req in await asyncio.to_thread(self.store.abandon_instance, self.settings.instance):
             self._event(req, "abandoned", by="", reason="the gateway restarted while the client waited")
         self._tasks.append(asyncio.create_task(self._poll(), name="approvals-poll"))
+        if self.store.is_postgres:
+            self._tasks.append(asyncio.create_task(self._listen(), name="approvals-listen"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -116,6 +119,35 @@ class ApprovalService:
                         self._event(req, "expired", by="", reason="nobody decided before it expired")
             except ApprovalStoreError as exc:
                 log.error("%s", exc, extra={"event": "approval_store_failed"})
+
+    async def _listen(self) -> None:
+        """Postgres store: LISTEN for transitions, so that a decision taken through any instance
+        wakes the waiting session at once (polling stays as the fallback)."""
+        import psycopg
+
+        backoff = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.store.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    backoff = 0.5
+                    async for note in conn.notifies():
+                        if note.payload in self._waiters:
+                            states = await asyncio.to_thread(self.store.state_of, [note.payload])
+                            state = states.get(note.payload, "")
+                            if state and state != "pending":
+                                self._resolve(note.payload, state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "LISTEN on the approval store failed (%s); polling meanwhile, retrying in %.1fs",
+                    exc,
+                    backoff,
+                    extra={"event": "approval_listen_failed"},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     def _resolve(self, approval_id: str, state: str) -> None:
         fut = self._waiters.get(approval_id)

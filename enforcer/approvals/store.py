@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 APPROVABLE = ("pending", "timed_out", "abandoned")
+#: Postgres stores announce every transition here (payload: the approval id).
+NOTIFY_CHANNEL = "pgwarden_approvals"
 FINAL = ("executed", "rejected", "withdrawn", "expired")
 STATES = (*APPROVABLE, "approved", *FINAL)
 
@@ -233,6 +235,9 @@ class ApprovalStore:
             f"RETURNING {','.join(_COLUMNS)}",
             [to_state, *fields.values(), approval_id, *from_states],
         )
+        if rows and self.is_postgres:
+            # Instances sharing this store LISTEN: the waiting session wakes at once (see service).
+            self._run("SELECT pg_notify(?, ?)", [NOTIFY_CHANNEL, approval_id])
         return self._row(rows[0]) if rows else None
 
     def consume_approved(self, binding: str, now: float) -> ApprovalRequest | None:

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgwarden.masking")
 
 IDENTITY_MASKS_RULE = "pgwarden/masking/identity_masks"
+#: "filter" or "deny": what a masked column in WHERE/JOIN/GROUP BY/ORDER BY does for this identity.
+PREDICATES_RULE = "pgwarden/masking/predicates"
 _REWRITE_CACHE = 4096
 
 
@@ -106,14 +108,20 @@ class MaskingEnforcer:
         await self.catalogs.close()
 
     # ------------------------------------------------------------------ the identity's plan
-    def plan_from(self, raw: Any) -> MaskPlan | None:
-        """The plan for the policy's ``identity_masks`` answer (None: the identity sees everything)."""
+    def plan_from(self, raw: Any, predicates: Any = None) -> MaskPlan | None:
+        """The plan for the policy's ``identity_masks`` answer (None: the identity sees everything).
+
+        ``predicates`` is the policy's choice for this identity; absent, ``masking.predicates``."""
         if not raw:
             return None
+        if predicates is None:
+            predicates = self.config.predicates
+        if predicates not in ("filter", "deny"):
+            raise MaskingError(f"the policy's masking predicates mode {predicates!r} is not filter or deny")
         if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
             raise MaskingError("the policy's identity_masks is not a list of masks")
         # Identities with the same masks share one plan, and so its rewrites.
-        key = json.dumps(raw, sort_keys=True)
+        key = json.dumps([raw, predicates], sort_keys=True)
         known = self._plans.get(key)
         if known is not None:
             return known
@@ -123,7 +131,7 @@ class MaskingEnforcer:
         plan = self._plans[key] = MaskPlan.from_masks(
             masks,
             hmac_key=self.key,
-            predicates="deny" if self.config.predicates == "deny" else "filter",
+            predicates="deny" if predicates == "deny" else "filter",
             redact_text=self.config.redact_text,
             keep=self.config.partial_keep,
             trusted_functions=self.config.trusted_functions,
@@ -131,8 +139,11 @@ class MaskingEnforcer:
         return plan
 
     async def identity_plan(self, engine: PolicyEngine, ctx: SessionContext) -> MaskPlan | None:
-        raw = await engine.evaluate_rule(IDENTITY_MASKS_RULE, {"identity": ctx.identity.to_document()})
-        return self.plan_from(raw)
+        doc = {"identity": ctx.identity.to_document()}
+        raw = await engine.evaluate_rule(IDENTITY_MASKS_RULE, doc)
+        if not raw:
+            return None
+        return self.plan_from(raw, await engine.evaluate_rule(PREDICATES_RULE, doc))
 
     # ------------------------------------------------------------------ statements
     def _rewrite(self, text: str, plan: MaskPlan, catalog: Catalog) -> Rewritten | MaskingError:

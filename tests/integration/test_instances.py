@@ -39,7 +39,8 @@ def start_instance(gateway_factory: Any, name: str, store: str, api_port: int) -
     return gateway_factory(
         policy={"paths": [str(SHIPPED_POLICY)]},
         audit={"instance": name, "sessions": {"store": store}},
-        approvals={"store": store, "poll_interval": "50ms"},
+        # Polling only every 20 s: a prompt wake-up across instances comes from LISTEN/NOTIFY.
+        approvals={"store": store, "poll_interval": "20s"},
         api={"listen": f"127.0.0.1:{api_port}", "auditor_groups": ["auditors"]},
     )
 
@@ -69,9 +70,11 @@ def test_two_instances_share_sessions_approvals_and_audit(
     req = wait_for_pending(f"http://127.0.0.1:{port_a}", approver, sql=sql)
     assert req["instance"] == "gw-b-w0"
     assert psql_as_app(upstream, f"SELECT v FROM approval_probe WHERE id = {rid}") == "0"
+    approved_at = time.monotonic()
     approve(f"http://127.0.0.1:{port_a}", approver, req["id"], reason="via the other instance")
     t.join(20)
     assert result == [1]
+    assert time.monotonic() - approved_at < 5  # woken by the notification, not the 20 s poll
     assert psql_as_app(upstream, f"SELECT v FROM approval_probe WHERE id = {rid}") == "1"
 
     with psycopg.connect(a.dsn(), autocommit=True) as conn:

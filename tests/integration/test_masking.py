@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
 import threading
@@ -247,8 +248,6 @@ def test_revealing_catalogs_are_denied_to_masked_identities(masked_gw: GatewayPr
 
 
 def json_text(doc: Any) -> str:
-    import json
-
     return json.dumps(doc)
 
 
@@ -282,3 +281,30 @@ def test_generated_selects_mostly_return_rows() -> None:
     if not OUTCOMES:
         pytest.skip("run together with test_no_generated_select_leaks_a_secret_through_the_gateway")
     assert sum(1 for n in OUTCOMES if n > 0) >= 30, OUTCOMES
+
+
+def test_predicates_on_masked_columns_filter_on_masked_values_or_are_denied_by_policy(
+    gateway_factory: Any, masked_gw: GatewayProcess, workdir: Path
+) -> None:
+    probe = "SELECT id FROM customers WHERE ssn = '123-45-6789'"
+    # Default (filter): the predicate sees the masked value, so it cannot confirm the real one.
+    with psycopg.connect(masked_gw.dsn(), autocommit=True) as conn:
+        assert conn.execute(probe).fetchall() == []
+    # The policy can choose to deny such statements instead, per group.
+    policies = workdir / "policy-predicates-deny"
+    if not policies.exists():
+        import shutil
+
+        shutil.copytree(SHIPPED_POLICY, policies)
+        data_file = policies / "pgwarden" / "data.json"
+        data = json.loads(data_file.read_text())
+        data["config"]["masking"]["predicates"] = {"agents": "deny"}
+        data_file.write_text(json.dumps(data))
+    gw = gateway_factory(
+        policy={"paths": [str(policies)]}, masking={"hash_key_file": str(workdir / "mask.key")}
+    )
+    with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as info:
+            conn.execute(probe)
+        assert "masking cannot be guaranteed" in str(info.value)
+        assert len(conn.execute("SELECT email FROM customers").fetchall()) == 6  # reads still work

@@ -122,6 +122,16 @@ identity_mask_entries contains {"column": column, "label": strictest[1], "strate
 
 identity_masks := sort(identity_mask_entries)
 
+# What a masked column in WHERE / JOIN / GROUP BY / ORDER BY does for this identity: "filter"
+# compares masked values (a predicate cannot probe the real ones), "deny" refuses the statement.
+# data: masking.predicates."<group>" or ."*"; the strictest of the identity's groups wins.
+default predicates := "filter"
+
+predicates := "deny" if {
+	some group in identity_groups
+	object.get(object.get(section, "predicates", {}), group, object.get(object.get(section, "predicates", {}), "*", "filter")) == "deny"
+}
+
 # Catalog views that show other sessions' statement texts or column statistics: for an identity
 # with masks they would reveal values (most_common_vals) or the hash key blocks in rewritten text.
 default revealing_relations := [

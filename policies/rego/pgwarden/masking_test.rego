@@ -250,3 +250,13 @@ test_revealing_relations_denied_to_masked_identities if {
 		with data.pgwarden.config.masking as masking
 	count(dba) == 0
 }
+
+test_predicates_mode_per_group if {
+	cfg := object.union(masking, {"predicates": {"*": "filter", "contractors": "deny"}})
+	"filter" == data.pgwarden.masking.predicates with input.identity.groups as ["agents"]
+		with data.pgwarden.config.masking as cfg
+	"deny" == data.pgwarden.masking.predicates with input.identity.groups as ["agents", "contractors"]
+		with data.pgwarden.config.masking as cfg
+	"filter" == data.pgwarden.masking.predicates with input.identity.groups as ["agents"]
+		with data.pgwarden.config.masking as masking
+}
