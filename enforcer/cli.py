@@ -471,6 +471,7 @@ def demo(
         Path | None, typer.Option("--dir", help="Where the demo keeps its cluster, keys and config.")
     ] = None,
     port: Annotated[int, typer.Option(help="Gateway port.")] = 6432,
+    api_port: Annotated[int, typer.Option(help="Port of the session and approval pages.")] = 8432,
     subject: Annotated[str, typer.Option(help="Identity of the demo token.")] = "demo-agent",
 ) -> None:
     """Start a local Postgres with demo data and the gateway in front of it (the embedded default)."""
@@ -481,7 +482,7 @@ def demo(
     root = directory or default_demo_dir()
     typer.echo(f"pgwarden demo: setting up in {root} (first run takes a few seconds) ...")
     try:
-        setup = prepare_demo(root, gateway_port=port)
+        setup = prepare_demo(root, gateway_port=port, api_port=api_port)
     except LocalPostgresError as exc:
         raise _fail(str(exc)) from None
     cfg = _load(setup.config_path)
@@ -490,10 +491,22 @@ def demo(
     token_file = setup.root / "demo.token"
     token_file.write_text(token + "\n")
     os.chmod(token_file, 0o600)
+    # A second person, who may approve the agent's writes and read the recorded sessions.
+    reviewer = GatewayTokens(cfg.gateway_tokens).issue("demo-reviewer", ["dba", "auditors"], 12 * 3600)
+    reviewer_file = setup.root / "reviewer.token"
+    reviewer_file.write_text(reviewer + "\n")
+    os.chmod(reviewer_file, 0o600)
+    api = f"http://127.0.0.1:{setup.api_port}"
     typer.echo(
-        "\nThe gateway is starting. In another terminal, connect through it with:\n\n"
+        "\nThe gateway is starting. In another terminal, connect through it as the agent with:\n\n"
         f'  PGPASSWORD="$(cat {token_file})" psql "host=127.0.0.1 port={port} dbname=demo '
         f'user={subject} sslmode=require"\n\n'
+        "Try: SELECT * FROM customers;  (labelled columns come back masked)\n"
+        "     UPDATE products SET price = 99 WHERE id = 1;  (held until someone approves it)\n"
+        "     DELETE FROM orders;  (denied)\n\n"
+        f"Approve or reject at {api}/approvals, and browse or replay sessions at {api}/sessions,\n"
+        f"signing in with the reviewer's token ({reviewer_file}); or from a shell:\n"
+        f'  PGWARDEN_TOKEN="$(cat {reviewer_file})" pgwarden approvals list -c {setup.config_path}\n\n'
         f"Postgres (demo data) listens on 127.0.0.1:{setup.pg.port}; configuration: {setup.config_path}\n"
         "Stop with Ctrl-C (Postgres is stopped too).\n"
     )

@@ -42,9 +42,12 @@ class DemoSetup:
     pg: LocalPostgres
     config_path: Path
     gateway_port: int
+    api_port: int = 8432
 
 
-def prepare_demo(root: Path, gateway_port: int = 6432, pg_port: int | None = None) -> DemoSetup:
+def prepare_demo(
+    root: Path, gateway_port: int = 6432, pg_port: int | None = None, api_port: int = 8432
+) -> DemoSetup:
     """Create (once) and start the demo cluster; write keys, certificate and configuration."""
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -71,6 +74,11 @@ def prepare_demo(root: Path, gateway_port: int = 6432, pg_port: int | None = Non
     key = root / "token.key"
     if not key.exists():
         generate_key(key)
+    mask_key = root / "mask.key"
+    if not mask_key.exists():
+        fd = os.open(mask_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
     cert, tls_key = root / "tls" / "server.crt", root / "tls" / "server.key"
     if not cert.exists():
         write_dev_certificate(cert, tls_key, ["localhost", "127.0.0.1", "::1"])
@@ -96,10 +104,14 @@ def prepare_demo(root: Path, gateway_port: int = 6432, pg_port: int | None = Non
             "decision_log": str(root / "audit" / "decisions"),
             "sessions": {"store": str(root / "audit" / "sessions.sqlite"), "record_rows": True},
         },
+        # The whole product on one machine: session and approval pages, masked reads, held writes.
+        "api": {"listen": f"127.0.0.1:{api_port}", "auditor_groups": ["auditors"]},
+        "approvals": {"store": str(root / "audit" / "approvals.sqlite"), "timeout": "10m"},
+        "masking": {"hash_key_file": str(mask_key)},
     }
     config_path = root / "pgwarden.yaml"
     config_path.write_text(
         "# Written by `pgwarden demo`; edit freely, it is rewritten on the next demo run.\n"
         + yaml.safe_dump(config, sort_keys=False)
     )
-    return DemoSetup(root=root, pg=pg, config_path=config_path, gateway_port=gateway_port)
+    return DemoSetup(root=root, pg=pg, config_path=config_path, gateway_port=gateway_port, api_port=api_port)
