@@ -308,3 +308,29 @@ def test_predicates_on_masked_columns_filter_on_masked_values_or_are_denied_by_p
             conn.execute(probe)
         assert "masking cannot be guaranteed" in str(info.value)
         assert len(conn.execute("SELECT email FROM customers").fetchall()) == 6  # reads still work
+
+
+def test_hstore_notify_and_notice_paths_do_not_leak(masked_gw: GatewayProcess, upstream: Any) -> None:
+    upstream.pg.psql("CREATE EXTENSION IF NOT EXISTS hstore", database="demo")
+    rec = Recorder(masked_gw.port)
+    try:
+        with psycopg.connect(dsn(masked_gw, rec), autocommit=True) as conn:
+            heard: list[str] = []
+            conn.add_notice_handler(lambda d: heard.append(str(d.message_primary)))
+            # A whole row as hstore: the row is the masked sub-select's, so its values are masked.
+            rows = conn.execute("SELECT hstore(c) FROM customers c").fetchall()
+            assert len(rows) == 6 and "@example.com" in str(rows)
+            # NOTIFY payloads and NOTICEs raised by the statement are other channels out.
+            conn.execute("LISTEN leak")
+            for sql in (
+                "SELECT pg_notify('leak', ssn) FROM customers",
+                "DO $$ BEGIN RAISE NOTICE '%', (SELECT ssn FROM customers LIMIT 1); END $$",
+            ):
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(sql)
+            conn.execute("SELECT 1")
+            assert list(conn.notifies(timeout=0.5, stop_after=1)) == []  # pg_notify was refused
+        assert not any(s in " ".join(heard) for s in SECRETS)
+        assert rec.leaked() == []
+    finally:
+        rec.lsock.close()
