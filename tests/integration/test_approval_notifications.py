@@ -170,11 +170,13 @@ def test_a_broker_that_is_down_never_blocks_an_approval(workdir: Path) -> None:
     port = free_port()
 
     async def run() -> list[str]:
-        notifier = Notifier(mqtt=MQTTTarget("127.0.0.1", port, "t"), retry_max=1.0)
+        notifier = Notifier(mqtt=MQTTTarget("127.0.0.1", port, "t"), retry_max=4.0)
         await notifier.start()
         for i in range(3):
             notifier.publish("requested", {"approval_id": f"apr_{i}"})  # never blocks
-        await asyncio.sleep(0.7)  # failed attempts at 0 and 0.5 s; the next one comes at 1.5 s
+        # Attempts fail at 0, 0.5 and 1.5 s; the next comes at 3.5 s, well after the broker (2 s)
+        # and our subscription are up, so no event can reach the broker before someone listens.
+        await asyncio.sleep(2.0)
         conf = workdir / "mosquitto-late.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
         broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL)
