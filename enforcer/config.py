@@ -228,6 +228,9 @@ class OIDCIssuerConfig:
     issuer: str
     audiences: tuple[str, ...]
     algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    #: Other ``iss`` values the same issuer signs with (Google: ``accounts.google.com``);
+    #: keys and discovery still come from ``issuer``.
+    issuer_aliases: tuple[str, ...] = ()
     #: Explicit JWKS URL; when None it comes from <issuer>/.well-known/openid-configuration.
     jwks_uri: str | None = None
     max_token_lifetime: float = 3600.0
@@ -921,6 +924,7 @@ def _identity(raw: dict[str, Any], base: Path) -> IdentityConfig:
             {
                 "name",
                 "issuer",
+                "issuer_aliases",
                 "audiences",
                 "audience",
                 "algorithms",
@@ -944,6 +948,14 @@ def _identity(raw: dict[str, Any], base: Path) -> IdentityConfig:
         issuer = _str(r, "issuer", key)
         if not issuer.startswith(("https://", "http://")):
             raise ConfigError(f"{key}.issuer: expected the issuer URL (https://...), got {issuer!r}")
+        aliases = r.get("issuer_aliases") or []
+        if not isinstance(aliases, list) or not all(
+            isinstance(a, str) and a and a != issuer for a in aliases
+        ):
+            raise ConfigError(
+                f"{key}.issuer_aliases: expected a list of other iss values of this issuer, such as "
+                "[accounts.google.com]"
+            )
         auds = r.get("audiences", [r["audience"]] if "audience" in r else None)
         if not isinstance(auds, list) or not auds or not all(isinstance(a, str) and a for a in auds):
             raise ConfigError(
@@ -968,6 +980,7 @@ def _identity(raw: dict[str, Any], base: Path) -> IdentityConfig:
             OIDCIssuerConfig(
                 name=name,
                 issuer=issuer,
+                issuer_aliases=tuple(aliases),
                 audiences=tuple(auds),
                 algorithms=tuple(algs),
                 jwks_uri=jwks,

@@ -7,6 +7,7 @@ Never: chooses keys or algorithms; the caller decides what it trusts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jwt
@@ -20,7 +21,7 @@ def decode_token(
     *,
     algorithm: str,
     audience: str | list[str],
-    issuer: str,
+    issuer: str | Sequence[str],
     leeway: float,
     require: list[str],
     max_lifetime: float,

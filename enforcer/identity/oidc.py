@@ -276,7 +276,11 @@ class OIDCVerifier:
                     context = ssl.create_default_context(cafile=str(cfg.ca_file))
                 except (OSError, ssl.SSLError) as exc:
                     raise ValueError(f"{where}.ca_file: cannot load {cfg.ca_file}: {exc}") from None
-            self._by_issuer[cfg.issuer] = _IssuerState(cfg, context, jwks_uri=cfg.jwks_uri)
+            state = _IssuerState(cfg, context, jwks_uri=cfg.jwks_uri)
+            for iss in (cfg.issuer, *cfg.issuer_aliases):
+                if iss in self._by_issuer:
+                    raise ValueError(f"{where}: issuer {iss!r} is configured twice")
+                self._by_issuer[iss] = state
 
     # ------------------------------------------------------------------ Authenticator
 
@@ -305,7 +309,8 @@ class OIDCVerifier:
         iss = unverified.get("iss")
         state = self._by_issuer.get(iss) if isinstance(iss, str) else None
         if state is None:
-            trusted = ", ".join(f"{s.config.name} ({s.config.issuer})" for s in self._by_issuer.values())
+            states = {id(s): s for s in self._by_issuer.values()}.values()
+            trusted = ", ".join(f"{s.config.name} ({s.config.issuer})" for s in states)
             what = (
                 "lacks the required claim 'iss'"
                 if iss is None
@@ -340,7 +345,7 @@ class OIDCVerifier:
             key,
             algorithm=alg,
             audience=list(cfg.audiences),
-            issuer=cfg.issuer,
+            issuer=[cfg.issuer, *cfg.issuer_aliases] if cfg.issuer_aliases else cfg.issuer,
             leeway=cfg.clock_skew,
             require=list(dict.fromkeys(["exp", "iat", "iss", "aud", cfg.subject_claim, cfg.user_claim])),
             max_lifetime=cfg.max_token_lifetime,

@@ -605,3 +605,15 @@ async def test_oidc_only_router_refuses_everything_else() -> None:
                 await router.authenticate("alice", password)
     finally:
         issuer.stop()
+
+
+async def test_issuer_aliases_accept_the_other_iss_spelling(
+    issuer: LocalIssuer, make_verifier: MakeVerifier
+) -> None:
+    """Google signs ID tokens with iss `accounts.google.com` as well as `https://accounts.google.com`."""
+    verifier = make_verifier(config_for(issuer, issuer_aliases=("accounts.example",)))
+    identity = await verifier.authenticate("alice", issuer.issue({"iss": "accounts.example"}))
+    assert identity.subject == "alice" and identity.issuer == issuer.url  # the canonical issuer
+    await verifier.authenticate("alice", issuer.issue())  # the URL form still works
+    err = await refused(verifier, issuer.issue({"iss": "accounts.other"}))
+    assert "unknown issuer 'accounts.other'" in err.message and err.message.count("test-idp") == 1
