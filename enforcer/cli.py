@@ -249,31 +249,17 @@ def build_approvals(config: Config, gate: PolicyGate, *, worker_index: int = 0) 
     ac = config.approvals
     if ac is None:
         return None
-    from enforcer.approvals.notify import MQTTTarget, Notifier, WebhookTarget
+    from enforcer.approvals.notify import Notifier
     from enforcer.approvals.service import ApprovalService, ApprovalSettings
     from enforcer.approvals.store import ApprovalStore, ApprovalStoreError
 
     try:
         store = ApprovalStore(ac.store)
-        password = ac.mqtt.password.read() if ac.mqtt is not None and ac.mqtt.password else None
+        notifier = None
+        if ac.mqtt is not None or ac.webhooks:
+            notifier = Notifier(mqtt=ac.mqtt, webhooks=ac.webhooks, public_url=ac.public_url)
     except (ApprovalStoreError, ConfigError) as exc:
         raise _fail(str(exc)) from None
-    notifier = None
-    if ac.mqtt is not None or ac.webhooks:
-        mqtt = None
-        if ac.mqtt is not None:
-            m = ac.mqtt
-            mqtt = MQTTTarget(
-                m.host,
-                m.port,
-                m.topic_prefix,
-                m.username,
-                password,
-                m.tls,
-                str(m.ca_file) if m.ca_file else None,
-            )
-        hooks = tuple(WebhookTarget(h.url, h.format, dict(h.headers)) for h in ac.webhooks)
-        notifier = Notifier(mqtt=mqtt, webhooks=hooks, public_url=ac.public_url)
     settings = ApprovalSettings(
         default_timeout=ac.timeout,
         validity=ac.validity,

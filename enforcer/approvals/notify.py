@@ -15,31 +15,13 @@ import contextlib
 import json
 import logging
 import ssl
-from dataclasses import dataclass, field
 from typing import Any
+
+from enforcer.config import MQTTNotifyConfig, WebhookConfig
 
 log = logging.getLogger("pgwarden.approvals")
 
 _MAX_QUEUED = 10_000
-
-
-@dataclass(frozen=True)
-class MQTTTarget:
-    host: str
-    port: int = 1883
-    topic_prefix: str = "pgwarden/approvals"
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-
-
-@dataclass(frozen=True)
-class WebhookTarget:
-    url: str
-    #: json: the event document; slack: {"text": ...} for Slack-compatible incoming webhooks.
-    format: str = "json"
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def event_text(event: str, doc: dict[str, Any], public_url: str = "") -> str:
@@ -82,12 +64,14 @@ class Notifier:
     def __init__(
         self,
         *,
-        mqtt: MQTTTarget | None = None,
-        webhooks: tuple[WebhookTarget, ...] = (),
+        mqtt: MQTTNotifyConfig | None = None,
+        webhooks: tuple[WebhookConfig, ...] = (),
         public_url: str = "",
         retry_max: float = 30.0,
     ) -> None:
         self.mqtt = mqtt
+        # Read now, so that a missing secret stops the gateway at start, not the first event.
+        self._mqtt_password = mqtt.password.read() if mqtt is not None and mqtt.password else None
         self.webhooks = webhooks
         self.public_url = public_url
         self.retry_max = retry_max
@@ -125,7 +109,7 @@ class Notifier:
         target = self.mqtt
         tls_context = None
         if target.tls:
-            tls_context = ssl.create_default_context(cafile=target.ca_file)
+            tls_context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
         backoff = 0.5
         pending: tuple[str, dict[str, Any]] | None = None
         while True:
@@ -134,7 +118,7 @@ class Notifier:
                     target.host,
                     target.port,
                     username=target.username,
-                    password=target.password,
+                    password=self._mqtt_password,
                     tls_context=tls_context,
                     identifier=None,
                     timeout=10,
@@ -163,7 +147,7 @@ class Notifier:
                 backoff = min(backoff * 2, self.retry_max)
 
     # ------------------------------------------------------------------ webhooks
-    def _webhook_runner(self, hook: WebhookTarget) -> Any:
+    def _webhook_runner(self, hook: WebhookConfig) -> Any:
         async def run(channel: _Channel) -> None:
             import httpx
 
@@ -177,7 +161,7 @@ class Notifier:
                     backoff = 0.5
                     while True:
                         try:
-                            resp = await client.post(hook.url, json=body, headers=hook.headers)
+                            resp = await client.post(hook.url, json=body, headers=dict(hook.headers))
                             if resp.status_code < 300:
                                 channel.delivered += 1
                                 break

@@ -18,9 +18,10 @@ import aiomqtt
 import psycopg
 import pytest
 
-from enforcer.approvals.notify import MQTTTarget, Notifier, WebhookTarget
+from enforcer.approvals.notify import Notifier
 from enforcer.approvals.service import ApprovalService, ApprovalSettings
 from enforcer.approvals.store import ApprovalStore
+from enforcer.config import MQTTNotifyConfig
 from enforcer.identity import Identity
 from enforcer.localpg import free_port
 from tests.conftest import SHIPPED_POLICY, GatewayProcess
@@ -170,7 +171,7 @@ def test_a_broker_that_is_down_never_blocks_an_approval(workdir: Path) -> None:
     port = free_port()
 
     async def run() -> list[str]:
-        notifier = Notifier(mqtt=MQTTTarget("127.0.0.1", port, "t"), retry_max=4.0)
+        notifier = Notifier(mqtt=MQTTNotifyConfig("127.0.0.1", port, "t"), retry_max=4.0)
         await notifier.start()
         for i in range(3):
             notifier.publish("requested", {"approval_id": f"apr_{i}"})  # never blocks
@@ -216,4 +217,3 @@ def test_webhook_text_for_people() -> None:
     assert event_text("approved", doc, "https://gw/") == (
         "[pgwarden] apr_9 approved by alice: ok — bot on prod: `DELETE FROM t WHERE id = 1` https://gw/approvals/apr_9"
     )
-    _ = WebhookTarget("http://x")
