@@ -859,6 +859,7 @@ def audit_query(
 
 def _session_store(config: Path | None, store: str | None) -> SessionStore:
     from enforcer.audit.sessions import SessionStore, StoreError
+    from enforcer.store_url import is_postgres_url
 
     if store is None:
         if config is None:
@@ -866,10 +867,7 @@ def _session_store(config: Path | None, store: str | None) -> SessionStore:
         store = _load(config).audit.sessions_store
         if store is None:
             raise _fail(f"{config} has no audit.sessions; this gateway does not record sessions")
-    elif (
-        not store.startswith(("postgresql://", "postgres://"))
-        and not Path(store.removeprefix("sqlite:")).exists()
-    ):
+    elif not is_postgres_url(store) and not Path(store.removeprefix("sqlite:")).exists():
         raise _fail(f"no session store at {store}")
     try:
         return SessionStore(store)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from enforcer.store_url import is_postgres_url
+
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the key and the fix."""
@@ -706,7 +708,7 @@ def _masking(raw_section: Any, base: Path) -> MaskingConfig | None:
 def _store_url(value: Any, key: str, base: Path) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{key}: missing; give a SQLite file path or a postgresql:// URL")
-    if value.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(value):
         if "@" in value and ":" in value.split("://", 1)[1].split("@", 1)[0]:
             raise ConfigError(
                 f"{key}: the URL carries a password; put it in PGPASSWORD or a PGPASSFILE instead"

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.audit.sessions import SessionStore, StoreError
 from enforcer.audit.timespec import point_in_time
+from enforcer.store_url import describe_store_url
 
 log = logging.getLogger("pgwarden.api")
 
@@ -101,14 +102,6 @@ def parse_session_query(params: Mapping[str, str], *, now: float) -> SessionQuer
     )
 
 
-def describe_store(url: str) -> str:
-    """The store URL without any credentials in it, for messages."""
-    if url.startswith(("postgresql://", "postgres://")):
-        rest = url.split("://", 1)[1].split("?", 1)[0]  # query parameters may carry a password
-        return "postgresql://" + rest.rsplit("@", 1)[-1]
-    return url
-
-
 class SessionReader:
     """The session store as the web page reads it: opened on first use, reopened after a failure."""
 
@@ -174,7 +167,7 @@ class SessionReader:
                     with contextlib.suppress(Exception):
                         self._store.close()
                     self._store = None
-                where = describe_store(self.store_url)
+                where = describe_store_url(self.store_url)
                 log.error(
                     "cannot read the session store %s: %s",
                     where,

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enforcer.store_url import describe_store_url, is_postgres_url
+
 APPROVABLE = ("pending", "timed_out", "abandoned")
 #: Postgres stores announce every transition here (payload: the approval id).
 NOTIFY_CHANNEL = "pgwarden_approvals"
@@ -118,7 +120,7 @@ class ApprovalStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.is_postgres = url.startswith(("postgresql://", "postgres://"))
+        self.is_postgres = is_postgres_url(url)
         self._table = "pgwarden.approvals" if self.is_postgres else "approvals"
         self._lock = threading.Lock()
         try:
@@ -128,9 +130,7 @@ class ApprovalStore:
             raise ApprovalStoreError(f"cannot open the approval store {self.describe()}: {exc}") from None
 
     def describe(self) -> str:
-        if self.is_postgres and "@" in self.url:
-            return "postgresql://" + self.url.split("@", 1)[1]
-        return self.url
+        return describe_store_url(self.url)
 
     def _connect(self) -> Any:
         if self.is_postgres:

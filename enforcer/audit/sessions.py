@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from enforcer.store_url import describe_store_url, is_postgres_url
+
 log = logging.getLogger("pgwarden.audit")
 
 _SESSION_COLUMNS = (
@@ -130,7 +132,7 @@ class SessionStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.is_postgres = url.startswith(("postgresql://", "postgres://"))
+        self.is_postgres = is_postgres_url(url)
         self._sessions = "pgwarden.sessions" if self.is_postgres else "sessions"
         self._statements = "pgwarden.statements" if self.is_postgres else "statements"
         try:
@@ -140,10 +142,7 @@ class SessionStore:
             raise StoreError(f"cannot open the session store {self.describe()}: {exc}") from None
 
     def describe(self) -> str:
-        if self.is_postgres:
-            # Never print a password that may be in the URL.
-            return "postgresql://" + self.url.split("@", 1)[-1] if "@" in self.url else self.url
-        return self.url
+        return describe_store_url(self.url)
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> _DB:
