@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -918,15 +918,10 @@ def sessions_list(
         render_session_list(rows)
 
 
-@sessions_app.command("show")
-def sessions_show(
-    session_id: Annotated[str, typer.Argument(help="The session id (or a unique prefix).")],
-    config: OptionalConfigOpt = None,
-    store: StoreOpt = None,
-    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
-) -> None:
-    """One session: who, from where, and every statement with its decision and result."""
-    from enforcer.audit.replay import render_session
+def _recorded_session(
+    config: Path | None, store: str | None, session_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A recorded session (id or unique prefix) and its statements, or a CLI error naming the fix."""
     from enforcer.audit.sessions import StoreError
 
     s = _session_store(config, store)
@@ -936,7 +931,20 @@ def sessions_show(
         raise _fail(str(exc)) from None
     if session is None:
         raise _fail(f"no recorded session {session_id!r}; `pgwarden sessions list` shows them", code=1)
-    statements = s.statements(session["id"])
+    return session, s.statements(session["id"])
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(help="The session id (or a unique prefix).")],
+    config: OptionalConfigOpt = None,
+    store: StoreOpt = None,
+    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """One session: who, from where, and every statement with its decision and result."""
+    from enforcer.audit.replay import render_session
+
+    session, statements = _recorded_session(config, store, session_id)
     if output == "json":
         typer.echo(json.dumps({"session": session, "statements": statements}, indent=2))
     else:
@@ -952,7 +960,6 @@ def sessions_replay(
 ) -> None:
     """Play a session back on the terminal with its original pacing."""
     from enforcer.audit.replay import render_session
-    from enforcer.audit.sessions import StoreError
 
     if speed == "max":
         factor = 0.0
@@ -963,14 +970,8 @@ def sessions_replay(
             raise _fail(f"--speed {speed!r}: use 1, 10, another positive number, or max") from None
         if factor <= 0:
             raise _fail(f"--speed {speed!r}: use a positive number or max")
-    s = _session_store(config, store)
-    try:
-        session = s.get_session(session_id)
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-    if session is None:
-        raise _fail(f"no recorded session {session_id!r}; `pgwarden sessions list` shows them", code=1)
-    render_session(session, s.statements(session["id"]), speed=factor)
+    session, statements = _recorded_session(config, store, session_id)
+    render_session(session, statements, speed=factor)
 
 
 # ---------------------------------------------------------------------- approvals

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from enforcer.terminal import console as terminal_console
 from enforcer.terminal import printable
 
 #: Exit status for refusals the person can only fix elsewhere (403, 404, 409, 503, unreachable).
@@ -140,13 +141,8 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
-
-
 def render_list(docs: list[dict[str, Any]], console: Console | None = None, now: float | None = None) -> None:
-    console = console or _console()
+    console = console or terminal_console()
     if not docs:
         console.print("no approval requests that you may see are in these states")
         return
@@ -172,7 +168,7 @@ def render_list(docs: list[dict[str, Any]], console: Console | None = None, now:
 
 
 def render_request(doc: dict[str, Any], console: Console | None = None, now: float | None = None) -> None:
-    console = console or _console()
+    console = console or terminal_console()
     now = time.time() if now is None else now
     params = doc.get("params")
     fields: list[tuple[str, str]] = [

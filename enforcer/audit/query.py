@@ -22,6 +22,7 @@ import duckdb
 
 from enforcer.audit.decision_log import segments_of
 from enforcer.audit.timespec import point_in_time
+from enforcer.terminal import console as terminal_console
 from enforcer.terminal import printable
 
 ACTIONS = ("allow", "deny", "mask", "review")
@@ -345,7 +346,6 @@ def write_result(result: QueryResult, fmt: OutputFormat, out: TextIO) -> None:
         writer.writerow(result.columns)
         writer.writerows([_cell(v) for v in row] for row in result.rows)
     else:
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -354,8 +354,6 @@ def write_result(result: QueryResult, fmt: OutputFormat, out: TextIO) -> None:
             table.add_column(name, overflow="fold")  # fold, never cut: an auditor needs whole values
         for row in result.rows:
             table.add_row(*(Text(printable(_cell(v, short_time=True))) for v in row))
-        console = Console(file=out, highlight=False)
-        if not console.is_terminal:  # piped: room for a table instead of rich's 80 columns
-            console = Console(file=out, highlight=False, width=160)
+        console = terminal_console(out, highlight=False)
         # Text cells: statements and reasons are data, and may contain [markup].
         console.print(table)

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from enforcer.audit.timespec import point_in_time
+from enforcer.terminal import console as terminal_console
 from enforcer.terminal import printable
 
 _ACTION_STYLE = {"allow": "green", "deny": "bold red", "mask": "yellow", "review": "magenta"}
@@ -45,14 +46,8 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _console() -> Console:
-    console = Console()
-    # Piped output (a file, grep, a CI log) gets room for a table instead of rich's 80 columns.
-    return console if console.is_terminal else Console(width=160)
-
-
 def render_session_list(rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    console = console or _console()
+    console = console or terminal_console()
     if not rows:
         console.print("no recorded sessions match")
         return
@@ -136,7 +131,7 @@ def render_session(
 ) -> None:
     """Print a session; with ``speed`` set, wait between statements as recorded, divided by speed
     (0 means as fast as possible), each pause capped at :data:`MAX_PAUSE`."""
-    console = console or _console()
+    console = console or terminal_console()
     console.print(_header(session))
     start = session["started_at"]
     previous = start
