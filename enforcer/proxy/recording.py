@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from enforcer.audit.decision_log import DecisionLogError
 from enforcer.audit.sessions import StatementEvent
-from enforcer.wire import BindHead, ErrorResponse, Execute, Parse, Query
+from enforcer.wire import BindHead, DataRow, ErrorResponse, Execute, Parse, Query, RowDescription
 
 if TYPE_CHECKING:
     from enforcer.audit.decision_log import DecisionLog
@@ -165,7 +165,7 @@ class StatementTracker:
                     skipped.error = ("", "not executed: an earlier message of the batch failed")
                     self._finish(skipped)
         elif type_byte == _T and self.record_rows:
-            unit.columns = _column_names(bytes(payload))
+            unit.columns = [f.name for f in RowDescription.decode(bytes(payload)).fields]
 
     def _row(self, unit: _Unit, payload: bytes | memoryview) -> None:
         if not self.record_rows or unit.truncated:
@@ -175,7 +175,7 @@ class StatementTracker:
         if len(rows) >= self.max_rows or self.bytes_left <= 0:
             unit.truncated = True
             return
-        values = _data_row(bytes(payload))
+        values = [None if v is None else _shown(v) for v in DataRow.decode(bytes(payload)).values]
         self.bytes_left -= len(payload)
         rows.append(values)
 
@@ -235,30 +235,9 @@ class StatementTracker:
             self._finish(unit)
 
 
-def _column_names(payload: bytes) -> list[str]:
-    count = int.from_bytes(payload[0:2], "big")
-    names, pos = [], 2
-    for _ in range(count):
-        end = payload.index(b"\0", pos)
-        names.append(payload[pos:end].decode("utf-8", "replace"))
-        pos = end + 1 + 18
-    return names
-
-
-def _data_row(payload: bytes) -> list[str | None]:
-    count = int.from_bytes(payload[0:2], "big")
-    out: list[str | None] = []
-    pos = 2
-    for _ in range(count):
-        n = int.from_bytes(payload[pos : pos + 4], "big", signed=True)
-        pos += 4
-        if n < 0:
-            out.append(None)
-            continue
-        raw = payload[pos : pos + n]
-        pos += n
-        try:
-            out.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            out.append("\\x" + raw.hex())
-    return out
+def _shown(raw: bytes) -> str:
+    """A recorded value: text as text, binary-format values as \\x hex."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\\x" + raw.hex()
