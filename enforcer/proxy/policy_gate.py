@@ -34,7 +34,7 @@ import pglast.parser
 from enforcer import metrics
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
 from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
-from enforcer.masking import CatalogUnavailable, MaskingError
+from enforcer.masking import CatalogUnavailable, MaskingError, MaskPlan
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
 from enforcer.policy.engine import PolicyEngine, PolicyError
 from enforcer.proxy.gate import ALLOW, ResultTransformer, SessionContext, SQLMessage, Verdict
@@ -152,9 +152,8 @@ class GateState:
     epoch: int = 0
     identity_json: str | None = None
     session_json: tuple[Any, str] = (None, "")
-    #: Masking: the identity's plan and the policy version it came from (``...`` = not computed yet).
-    mask_plan: Any = ...
-    mask_plan_version: str = ""
+    #: Masking: (policy version, the identity's plan under it; None = nothing masked), once asked.
+    mask_plan: tuple[str, MaskPlan | None] | None = None
     #: Per prepared statement: its masking outcome, and the result description a Describe reported.
     masked: dict[str, MaskOutcome] = field(default_factory=dict)
     described: dict[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -527,9 +526,9 @@ class PolicyGate:
         """The masking outcome of a statement of this session; an awaitable when something must load."""
         masking = self.masking
         assert masking is not None
-        if state.mask_plan is ... or state.mask_plan_version != self.engine.version:
+        if state.mask_plan is None or state.mask_plan[0] != self.engine.version:
             return self._mask_async(ctx, state, text, source)
-        plan = state.mask_plan
+        plan = state.mask_plan[1]
         if plan is None:
             return None
         catalog = masking.catalogs.cached(ctx.connection)
@@ -544,11 +543,10 @@ class PolicyGate:
         masking = self.masking
         assert masking is not None
         try:
-            if state.mask_plan is ... or state.mask_plan_version != self.engine.version:
+            if state.mask_plan is None or state.mask_plan[0] != self.engine.version:
                 version = self.engine.version
-                state.mask_plan = await masking.identity_plan(self.engine, ctx)
-                state.mask_plan_version = version
-            plan = state.mask_plan
+                state.mask_plan = (version, await masking.identity_plan(self.engine, ctx))
+            plan = state.mask_plan[1]
             if plan is None:
                 return None
             if retry:
