@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,20 +43,72 @@ class DecisionLogError(Exception):
     """The record could not be written; the statement must not be forwarded."""
 
 
-def new_decision_id() -> str:
-    return str(uuid.uuid4())
+class _DecisionIds:
+    """Random (version 4) UUID strings, formatted in batches from one ``os.urandom`` call.
+
+    ``uuid.uuid4()`` costs a getrandom(2) call and a UUID object per statement; this runs
+    once per statement on the data path. ``list.pop`` is atomic under the GIL, and a forked
+    worker starts with an empty batch, so no two processes or threads share an id.
+    """
+
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._ready: list[str] = []
+        os.register_at_fork(after_in_child=self._ready.clear)
+
+    def __call__(self) -> str:
+        try:
+            return self._ready.pop()
+        except IndexError:
+            self._refill()
+            return self._ready.pop()
+
+    def _refill(self) -> None:
+        raw = os.urandom(16 * self._BATCH)
+        batch = []
+        for i in range(0, len(raw), 16):
+            h = raw[i : i + 16].hex()
+            variant = "89ab"[raw[i + 8] >> 6]  # RFC 4122 variant bits 10xx
+            batch.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+        self._ready.extend(batch)
+
+
+new_decision_id = _DecisionIds()
 
 
 _second_cache: tuple[int, str] = (-1, "")
 
 
+#: A JSON string literal exactly as ``json.dumps`` writes it (ASCII), without the encoder's overhead.
+json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def decided_json(result_json: str, metrics: dict[str, int], enforcement: dict[str, Any]) -> str:
+    """The ``result``, ``metrics`` and ``enforcement`` members of a decision record, serialised."""
+    dumps = json.dumps
+    return (
+        f'"result":{result_json},"metrics":{dumps(metrics, separators=(",", ":"))},'
+        f'"enforcement":{dumps(enforcement, separators=(",", ":"), default=str)}'
+    )
+
+
 def rfc3339(ts: float) -> str:
-    """UTC with microseconds; the date part is formatted once per second (this runs per record)."""
+    """UTC with microseconds; the date part is formatted once per second."""
+    return _rfc3339_us(int(ts * 1e6))
+
+
+def now_rfc3339() -> str:
+    """The current time as :func:`rfc3339` writes it (this runs for every record)."""
+    return _rfc3339_us(time.time_ns() // 1000)
+
+
+def _rfc3339_us(us: int) -> str:
     global _second_cache
-    second = int(ts)
+    second, frac = divmod(us, 1_000_000)
     if second != _second_cache[0]:
         _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_cache[1]}.{int(ts * 1e6) % 1_000_000:06d}Z"
+    return f"{_second_cache[1]}.{frac:06d}Z"
 
 
 def split_hash(line: bytes) -> tuple[bytes, str] | None:
@@ -360,16 +412,27 @@ class DecisionLog:
         """Write one decision record. ``input_json`` is pre-serialised (cached decisions reuse it), and
         ``result`` may be too (the same decision document is recorded for every cached use)."""
         dumps = json.dumps
-        if self._labels_json[0] is not self.labels:
-            self._labels_json = (self.labels, dumps(self.labels, separators=(",", ":")))
         result_json = result if isinstance(result, str) else dumps(result, separators=(",", ":"), default=str)
-        body = (
-            f'{{"event":"decision","decision_id":"{decision_id}","timestamp":"{rfc3339(time.time())}",'
-            f'"path":{dumps(path)},"labels":{self._labels_json[1]},"result":{result_json},'
-            f'"metrics":{dumps(metrics, separators=(",", ":"))},'
-            f'"enforcement":{dumps(enforcement, separators=(",", ":"), default=str)},"input":{input_json}'
+        self.write_serialised(
+            decision_id,
+            decided_json(result_json, metrics, enforcement),
+            input_json,
+            path=path,
         )
-        self._write_record(body)
+
+    def write_serialised(
+        self, decision_id: str, decided: str, input_json: str, *, path: str = "pgwarden/decision"
+    ) -> None:
+        """Write one decision record from its serialised parts: ``decided`` is the
+        ``"result":…,"metrics":…,"enforcement":…`` members (see :func:`decided_json`), which the
+        gate keeps per cached decision, so that a cached use only adds an id and a timestamp."""
+        if self._labels_json[0] is not self.labels:
+            self._labels_json = (self.labels, json.dumps(self.labels, separators=(",", ":")))
+        path_json = '"pgwarden/decision"' if path == "pgwarden/decision" else json.dumps(path)
+        self._write_record(
+            f'{{"event":"decision","decision_id":"{decision_id}","timestamp":"{now_rfc3339()}",'
+            f'"path":{path_json},"labels":{self._labels_json[1]},{decided},"input":{input_json}'
+        )
 
     def write_outcome(
         self,
@@ -387,13 +450,12 @@ class DecisionLog:
         Held in memory (chained, in order) until the next decision record, a flush, or 64 KiB:
         a statement's outcome is known only after it ran, so nothing waits on it, and one write
         per few statements instead of one per statement matters for prepared statements."""
-        dumps = json.dumps
         # Built by hand: this runs for every execution. Ids are the gateway's own (uuid, hex).
-        err = "null" if error is None else dumps(error, separators=(",", ":"))
+        err = "null" if error is None else json.dumps(error, separators=(",", ":"))
         body = (
-            f'{{"event":"outcome","decision_id":"{decision_id}","timestamp":"{rfc3339(time.time())}",'
+            f'{{"event":"outcome","decision_id":"{decision_id}","timestamp":"{now_rfc3339()}",'
             f'"session":"{session}","forwarded":{"true" if forwarded else "false"},'
-            f'"command_tag":{dumps(command_tag)},"rows":{"null" if rows is None else int(rows)},'
+            f'"command_tag":{json_string(command_tag)},"rows":{"null" if rows is None else int(rows)},'
             f'"duration_ms":{round(duration_ms, 3)},"error":{err}'
         )
         self._write_record(body, defer=True)

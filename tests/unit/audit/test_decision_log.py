@@ -267,3 +267,44 @@ def test_outcomes_wait_in_memory_in_chain_order_until_the_next_write(tmp_path: P
     events = [json.loads(x)["event"] for x in lines_of(seg)]
     assert events[-2:] == ["outcome", "close"]
     assert verify_directory(tmp_path).ok
+
+
+def test_decision_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from enforcer.audit.decision_log import new_decision_id
+
+    ids = [new_decision_id() for _ in range(2000)]  # several batches
+    assert len(set(ids)) == len(ids)
+    for text in ids[:300]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_worker_never_reuses_the_parents_batch_of_ids() -> None:
+    from enforcer.audit.decision_log import new_decision_id
+
+    new_decision_id()  # the parent now holds a batch
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first ids, then leave without running pytest's exit handlers
+        os.close(read_end)
+        os.write(write_end, " ".join(new_decision_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        child = set(f.read().decode().split())
+    os.waitpid(pid, 0)
+    parent = {new_decision_id() for _ in range(300)}
+    assert len(child) == 5 and not child & parent
+
+
+def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
+    import re
+
+    from enforcer.audit.decision_log import now_rfc3339, rfc3339
+
+    assert rfc3339(0.5) == "1970-01-01T00:00:00.500000Z"
+    assert rfc3339(1795729773.000001) == "2026-11-26T21:49:33.000001Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", now_rfc3339())
