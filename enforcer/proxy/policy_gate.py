@@ -33,7 +33,13 @@ import pglast.parser
 
 from enforcer import metrics
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
-from enforcer.audit.decision_log import DecisionLog, DecisionLogError, new_decision_id
+from enforcer.audit.decision_log import (
+    DecisionLog,
+    DecisionLogError,
+    decided_json,
+    json_string,
+    new_decision_id,
+)
 from enforcer.masking import CatalogUnavailable, MaskingError, MaskPlan
 from enforcer.policy.decision import Decision, combine, fail_closed, parse_decision
 from enforcer.policy.engine import PolicyEngine, PolicyError
@@ -82,6 +88,27 @@ def statement_jsons(text: str) -> tuple[str, ...] | None:
         )
         for f in analysis.statements
     )
+
+
+@lru_cache(maxsize=4096)
+def has_session_effects(text: str) -> bool:
+    """Whether an allowed ``text`` changes what the gate remembers (DDL, settings, roles, PREPARE, ...)."""
+    analysis = cached_analysis(text)
+    if isinstance(analysis, AnalysisError):
+        return False
+    for facts in analysis.statements:
+        doc = facts.document
+        flags = doc.get("flags", {})
+        if (
+            flags.get("ddl")
+            or flags.get("changes_session_setting")
+            or flags.get("sets_role")
+            or doc.get("role_change")
+            or doc.get("prepare")
+            or doc.get("deallocate")
+        ):
+            return True
+    return False
 
 
 def facts_key(text: str) -> str:
@@ -140,6 +167,8 @@ class _Entry:
     created: float
     #: The result documents serialised once (every cached use records the same document).
     results_json: list[str] | None = None
+    #: Serialised result, metrics and enforcement members per (statement, forwarded, cached, masks).
+    decided: dict[tuple[int, bool, bool, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,7 +180,8 @@ class GateState:
     cache: OrderedDict[tuple[str, str, str, int, int, str], _Entry] = field(default_factory=OrderedDict)
     epoch: int = 0
     identity_json: str | None = None
-    session_json: tuple[Any, str] = (None, "")
+    #: Per analysed text: (session state, per statement the input document around its text).
+    input_parts: dict[str, tuple[Any, list[tuple[str, str, str]] | None]] = field(default_factory=dict)
     #: Masking: (policy version, the identity's plan under it; None = nothing masked), once asked.
     mask_plan: tuple[str, MaskPlan | None] | None = None
     #: Per prepared statement: its masking outcome, and the result description a Describe reported.
@@ -456,34 +486,81 @@ class PolicyGate:
         The AST is left out unless ``audit.record_ast`` is set: it is re-derivable from the
         recorded text with the same parser (OPA's decision logs erase input fields the same way).
         """
+        # The session document changes only with the transaction status, reported parameters
+        # or protocol: everything around the statement text is serialised once per such state.
+        session_key = (ctx.transaction_status, ctx.parameters_epoch, protocol)
+        parts = state.input_parts.get(source)
+        if parts is None or parts[0] != session_key:
+            parts = (session_key, self._input_parts(ctx, state, source, protocol))
+            state.input_parts[source] = parts
+            if len(state.input_parts) > _CACHE_PER_SESSION:
+                del state.input_parts[next(iter(state.input_parts))]
+        pieces = parts[1]
+        if pieces is None:  # no parse: the recorded input is the text and the error
+            analysis = cached_analysis(source)
+            return [json.dumps({"statement": {"text": text, "parse_error": str(analysis)}})]
+        if source != text:  # normalised: always one statement, recorded as the client sent it
+            head, _, tail = pieces[0]
+            return [head + json_string(text) + tail]
+        return [head + shown + tail for head, shown, tail in pieces]
+
+    def _input_parts(
+        self, ctx: SessionContext, state: GateState, source: str, protocol: str
+    ) -> list[tuple[str, str, str]] | None:
+        """Per statement of ``source``: the input document before the text, the text, and after it."""
         analysis = cached_analysis(source)
         jsons = statement_jsons(source)
         if isinstance(analysis, AnalysisError) or jsons is None:
-            return [json.dumps({"statement": {"text": text, "parse_error": str(analysis)}})]
+            return None
         if state.identity_json is None:
             state.identity_json = json.dumps(ctx.identity.to_document(), separators=(",", ":"), default=str)
-        # The session document changes only with the transaction status, reported parameters
-        # or protocol: serialise it once per such state, not per statement.
-        session_key = (ctx.transaction_status, ctx.parameters_epoch, protocol)
-        if state.session_json[0] != session_key:
-            doc = self._session_document(ctx, protocol)
-            state.session_json = (session_key, json.dumps(doc, separators=(",", ":"), default=str))
-        session = state.session_json[1]
+        session = json.dumps(self._session_document(ctx, protocol), separators=(",", ":"), default=str)
+        head = f'{{"identity":{state.identity_json},"session":{session},"statement":{{"text":'
         count = len(analysis.statements)
         out = []
         for facts, rest in zip(analysis.statements, jsons, strict=True):
-            shown = text if source != text else facts.text  # normalised: always one statement
-            head = (
-                f'{{"text":{json.dumps(shown)},"index":{facts.index},'
+            tail = (
+                f',"index":{facts.index},'
                 f'"fingerprint":{json.dumps(facts.document.get("fingerprint"))},'
                 f'"message":{{"index":{facts.index},"count":{count}}},'
             )
             if self.record_ast:
-                head += f'"ast":{json.dumps(facts.ast, separators=(",", ":"))},'
-            out.append(
-                f'{{"identity":{state.identity_json},"session":{session},"statement":{head}{rest[1:]}}}'
-            )
+                tail += f'"ast":{json.dumps(facts.ast, separators=(",", ":"))},'
+            out.append((head, json_string(facts.text), f"{tail}{rest[1:]}}}"))
         return out
+
+    def _decided_json(
+        self, ctx: SessionContext, entry: _Entry, i: int, *, forwarded: bool, cached: bool, masked: list[Any]
+    ) -> str:
+        """The serialised result, metrics and enforcement of statement ``i`` of a decision.
+
+        A cached use records the same members every time: they are kept on the entry."""
+        key = (i, forwarded, cached, json.dumps(masked, default=str) if masked else "")
+        if cached:
+            found = entry.decided.get(key)
+            if found is not None:
+                return found
+        if entry.results_json is None:
+            entry.results_json = [json.dumps(r, separators=(",", ":"), default=str) for r, _ in entry.results]
+        enforcement: dict[str, Any] = {
+            "session": ctx.session_id,
+            "connection": ctx.connection,
+            "subject": ctx.identity.subject,
+            "message_action": entry.decision.action,
+            "forwarded": forwarded,
+            "statement_index": i,
+            "cached": cached,
+            "policy_version": self.engine.version,
+        }
+        if masked:
+            enforcement["masked"] = masked
+        eval_ns = entry.results[i][1]
+        decided = decided_json(
+            entry.results_json[i], {"timer_pgwarden_decision_ns": 0 if cached else eval_ns}, enforcement
+        )
+        if cached:
+            entry.decided[key] = decided
+        return decided
 
     def _finish(
         self,
@@ -579,40 +656,18 @@ class PolicyGate:
             verdict = Verdict(refusal=mask.refusal)
         masked = mask.record() if mask is not None and mask.refusal is None else []
         first_id = ""
-        if entry.results_json is None:
-            entry.results_json = [json.dumps(r, separators=(",", ":"), default=str) for r, _ in entry.results]
+        forwarded = verdict.refusal is None
         try:
-            for i, ((_, eval_ns), result, input_json) in enumerate(
-                zip(
-                    entry.results,
-                    entry.results_json,
-                    self._record_inputs(ctx, state, text, source, protocol),
-                    strict=True,
-                )
-            ):
+            inputs = self._record_inputs(ctx, state, text, source, protocol)
+            if len(inputs) != len(entry.results):
+                raise AssertionError("one decision result per statement")
+            for i, input_json in enumerate(inputs):
                 decision_id = new_decision_id()
                 first_id = first_id or decision_id
-                enforcement: dict[str, Any] = {
-                    "session": ctx.session_id,
-                    "connection": ctx.connection,
-                    "subject": ctx.identity.subject,
-                    "message_action": entry.decision.action,
-                    "forwarded": verdict.refusal is None,
-                    "statement_index": i,
-                    "cached": cached,
-                    "policy_version": self.engine.version,
-                }
-                if masked:
-                    enforcement["masked"] = masked
-                self.decision_log.write(
-                    decision_id=decision_id,
-                    input_json=input_json,
-                    result=result,
-                    enforcement=enforcement,
-                    metrics={"timer_pgwarden_decision_ns": 0 if cached else eval_ns},
-                )
+                decided = self._decided_json(ctx, entry, i, forwarded=forwarded, cached=cached, masked=masked)
+                self.decision_log.write_serialised(decision_id, decided, input_json)
                 if not cached:
-                    metrics.DECISION_SECONDS.observe(eval_ns / 1e9)
+                    metrics.DECISION_SECONDS.observe(entry.results[i][1] / 1e9)
         except DecisionLogError as exc:
             metrics.DECISION_LOG_FAILURES.inc()
             if not self.decision_log.fail_open:
@@ -685,6 +740,8 @@ class PolicyGate:
         return replacement, masking.result_masker(mask)
 
     def _track_session_effects(self, state: GateState, source: str, entry: _Entry, connection: str) -> None:
+        if not has_session_effects(source):
+            return
         analysis = cached_analysis(source)
         if isinstance(analysis, AnalysisError):
             return

@@ -191,3 +191,43 @@ def test_decision_log_failure_forwards_only_when_configured(
 def test_parse_error_is_refused_as_syntax_error() -> None:
     v = decide(gate(), ctx(), Query("SELEC 1"))
     assert v.refusal is not None and v.refusal.sqlstate == "42601" and "syntax error" in v.refusal.message
+
+
+def test_cached_records_match_uncached_ones_except_id_time_and_cache() -> None:
+    """Cached uses assemble the record from kept pieces: it must say what an uncached one says."""
+    g, c = gate(), ctx()
+    decide(g, c, Query("SELECT name FROM products WHERE id = 1"))
+    decide(g, c, Query("SELECT name FROM products WHERE id = 'ünï\"\\x'"))
+    first, second = g.decision_log.memory
+    assert second["input"]["statement"]["text"] == "SELECT name FROM products WHERE id = 'ünï\"\\x'"
+    assert (first["enforcement"]["cached"], second["enforcement"]["cached"]) == (False, True)
+    assert second["metrics"] == {"timer_pgwarden_decision_ns": 0}
+    for record in (first, second):
+        del record["decision_id"], record["timestamp"], record["enforcement"]["cached"], record["metrics"]
+        del record["input"]["statement"]["text"]
+    assert first == second
+
+
+def test_recorded_input_follows_the_session_state() -> None:
+    g, c = gate(), ctx()
+    decide(g, c, Query("SELECT name FROM products"))
+    c.transaction_status = "T"
+    c.parameters["application_name"] = "reporting"
+    c.parameters_epoch += 1
+    decide(g, c, Query("SELECT name FROM products"))
+    decide(g, c, Parse("", "SELECT name FROM products", ()))
+    sessions = [r["input"]["session"] for r in g.decision_log.memory]
+    assert [s["transaction_status"] for s in sessions] == ["I", "T", "T"]
+    assert [s["protocol"] for s in sessions] == ["simple", "simple", "extended"]
+    assert sessions[1]["parameters"]["application_name"] == "reporting"
+
+
+def test_each_statement_of_a_message_is_recorded_with_its_own_text() -> None:
+    g, c = gate(), ctx()
+    sql = "SELECT name FROM products; SELECT 'é' AS e"
+    for _ in range(2):  # uncached, then cached
+        decide(g, c, Query(sql))
+    statements = [r["input"]["statement"] for r in g.decision_log.memory]
+    assert [s["text"] for s in statements] == ["SELECT name FROM products", "SELECT 'é' AS e"] * 2
+    assert [s["message"] for s in statements] == [{"index": 0, "count": 2}, {"index": 1, "count": 2}] * 2
+    assert [r["enforcement"]["statement_index"] for r in g.decision_log.memory] == [0, 1, 0, 1]
