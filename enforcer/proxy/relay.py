@@ -87,13 +87,14 @@ class _Side(asyncio.Protocol):
         on_pause: Callable[[], None],
         on_resume: Callable[[], None],
     ) -> None:
-        self._on_data = on_data
+        # The relay's own method, not a wrapper: one Python call less per read.
+        self.data_received = on_data  # type: ignore[method-assign,assignment]
         self._on_lost = on_lost
         self._on_pause = on_pause
         self._on_resume = on_resume
 
-    def data_received(self, data: bytes) -> None:
-        self._on_data(data)
+    def data_received(self, data: bytes) -> None:  # replaced per instance in __init__
+        raise NotImplementedError
 
     def pause_writing(self) -> None:
         self._on_pause()
@@ -152,6 +153,8 @@ class Relay:
         self._expired = False
         #: Follows statements to their results for the audit trail (None: nothing records them).
         self.tracker = tracker
+        #: Decided messages not yet handed to the tracker: (message, verdict, cycle).
+        self._tracked: list[tuple[Query | Parse | BindHead | Execute, Verdict, int]] = []
         ctx.notice = self._notice
 
     def _notice(self, text: str) -> None:
@@ -368,10 +371,19 @@ class Relay:
         if out is None:
             if upto > done:
                 self.upstream.write(chunk[done:upto] if done or upto < len(chunk) else chunk)
-            return
-        out += chunk[done:upto]
-        if out:
-            self.upstream.write(bytes(out))
+        else:
+            out += chunk[done:upto]
+            if out:
+                self.upstream.write(bytes(out))
+        if self._tracked:
+            self._track_sent()
+
+    def _track_sent(self) -> None:
+        """Hand the messages just sent upstream to the tracker, in stream order."""
+        assert self.tracker is not None
+        tracked, self._tracked = self._tracked, []
+        for msg, verdict, cycle in tracked:
+            self.tracker.message(msg, verdict, cycle)
 
     async def _await_decision(
         self, decided: Awaitable[Verdict], msg: Query | Parse | BindHead | Execute, type_byte: int, raw: bytes
@@ -386,6 +398,8 @@ class Relay:
         if self.done.done():
             return
         self.upstream.write(self._apply(verdict, msg, type_byte, raw))
+        if self._tracked:
+            self._track_sent()
         self.deciding = False
         if self.backlog:
             self.cframer.feed(bytes(self.backlog))
@@ -402,7 +416,9 @@ class Relay:
         if type_byte in (_Q, _P):
             self.statements += 1
         if self.tracker is not None:
-            self.tracker.message(msg, verdict, self.cycles_sent)
+            # Recorded once the bytes are sent (see _forward): the audit bookkeeping stays off the
+            # path between the client's message and Postgres.
+            self._tracked.append((msg, verdict, self.cycles_sent))
         for notice in verdict.notices:
             self.client.write(NoticeResponse.build("00000", notice, severity="NOTICE").encode())
         if verdict.refusal is None:
@@ -444,17 +460,26 @@ class Relay:
             tracker = self.tracker
             if not self.pending_refusals and not self.transformers and not self._expired:
                 chunk, spans = framer.feed_and_take(data)
+                cycle = self.cycles_done
                 for type_byte, start, end in spans:
-                    if tracker is not None and type_byte in tracker.watch:
-                        tracker.backend(type_byte, chunk[start:end], self.cycles_done)
                     if type_byte == _READY:
                         ctx.transaction_status = chr(chunk[start])
                         self.cycles_done += 1
                         self.last_activity = self.loop.time()
                     elif type_byte == _PARAM_STATUS:
                         self._track_parameter(chunk[start:end])
+                        if self.done.done():  # a pinned setting changed: the client gets no more
+                            return
                 if chunk:
                     self.client.write(chunk)
+                # The client has its answer; the audit bookkeeping runs while it reads it.
+                if tracker is not None:
+                    watch = tracker.watch
+                    for type_byte, start, end in spans:
+                        if type_byte in watch:
+                            tracker.backend(type_byte, chunk[start:end], cycle)
+                            if type_byte == _READY:
+                                cycle += 1
                 return
             framer.feed(data)
             out = bytearray()
