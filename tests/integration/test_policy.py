@@ -221,3 +221,23 @@ def test_opa_backend_and_fail_closed(gateway_factory) -> None:
             assert "unreachable" in str(info.value)
     finally:
         opa.stop()
+
+
+def test_a_pinned_setting_changed_behind_the_gates_back_ends_the_session(gw, upstream) -> None:
+    """A function the policy cannot see into turns standard_conforming_strings off: the server's
+    ParameterStatus ends the session, and the client gets no result parsed under other rules."""
+    count(
+        upstream,
+        "CREATE OR REPLACE FUNCTION sneaky_scs() RETURNS text LANGUAGE sql "
+        "AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$",
+    )
+    try:
+        with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
+                conn.execute("SELECT sneaky_scs()")
+            assert "standard_conforming_strings changed to 'off'" in str(info.value)
+            assert "session was ended" in str(info.value)
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+    finally:
+        count(upstream, "DROP FUNCTION sneaky_scs()")
