@@ -34,6 +34,8 @@ from typing import Any
 GENESIS = "0" * 64
 #: Outcome records held in memory at most this many bytes before they are written.
 _DEFER_BYTES = 64 * 1024
+#: Pieces handed to one writev(2) at most (Linux's IOV_MAX is 1024); more are joined first.
+_MAX_IOVEC = 512
 SEGMENT_SUFFIX = ".jsonl"
 ANCHORS = "anchors.jsonl"
 _HASH_TAIL = len(',"hash":"') + 64 + len('"}')
@@ -85,11 +87,12 @@ json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def decided_json(result_json: str, metrics: dict[str, int], enforcement: dict[str, Any]) -> str:
-    """The ``result``, ``metrics`` and ``enforcement`` members of a decision record, serialised."""
+    """The ``result``, ``metrics`` and ``enforcement`` members of a decision record, serialised,
+    with the comma that separates them from the ``input`` member."""
     dumps = json.dumps
     return (
         f'"result":{result_json},"metrics":{dumps(metrics, separators=(",", ":"))},'
-        f'"enforcement":{dumps(enforcement, separators=(",", ":"), default=str)}'
+        f'"enforcement":{dumps(enforcement, separators=(",", ":"), default=str)},'
     )
 
 
@@ -277,7 +280,7 @@ class DecisionLog:
         }
         if previous is not None:
             header["previous"] = previous
-        self._append(json.dumps(header, separators=(",", ":"))[:-1])
+        self._append([json.dumps(header, separators=(",", ":"))[:-1].encode()])
         self._sync_dir()
 
     def _sync_dir(self) -> None:
@@ -316,7 +319,7 @@ class DecisionLog:
                 "deleted_at": rfc3339(time.time()),
             }
             # The anchor goes into the chain first, so that the anchors file cannot be forged later.
-            self._append(json.dumps({"event": "retention", **anchor}, separators=(",", ":"))[:-1])
+            self._append([json.dumps({"event": "retention", **anchor}, separators=(",", ":"))[:-1].encode()])
             with open(self.stream_dir / ANCHORS, "a", encoding="utf-8") as f:
                 f.write(json.dumps(anchor, separators=(",", ":")) + "\n")
                 f.flush()
@@ -324,32 +327,45 @@ class DecisionLog:
             path.unlink()
 
     # ------------------------------------------------------------------ writing
-    def _chain(self, body_open: str) -> bytes:
-        """The next line of the chain (seq and prev advance; nothing is written yet)."""
+    def _chain(self, parts: list[bytes]) -> list[bytes]:
+        """Complete one record: ``parts`` hold an open JSON object in pieces; the chain member and
+        the hash are appended (seq and prev advance; nothing is written yet). The pieces are hashed
+        and later written as they are, never joined: a decision record is a few KiB."""
         self._seq += 1
-        body = f'{body_open},"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}}}'
-        data = body.encode()
-        digest = hashlib.sha256(data).hexdigest()
+        chain = f',"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}'.encode()
+        if len(parts) == 1:
+            h = hashlib.sha256(parts[0])
+        else:
+            h = hashlib.sha256()
+            for part in parts:
+                h.update(part)
+        h.update(chain)
+        h.update(b"}")
+        digest = h.hexdigest()
         self._prev = digest
-        return data[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        parts.append(b'%s,"hash":"%s"}\n' % (chain, digest.encode()))
+        return parts
 
-    def _append(self, body_open: str | None) -> None:
+    def _append(self, parts: list[bytes] | None) -> None:
         """Write the deferred lines, then (if given) one more record, in one write(2)."""
         assert self._fd is not None
-        line = b"".join(self._deferred)
-        if body_open is not None:
-            line += self._chain(body_open)
-        if not line:
+        pieces = self._deferred
+        if parts is not None:
+            pieces += self._chain(parts)
+        if not pieces:
             return
-        self._deferred.clear()
+        self._deferred = []
         self._deferred_size = 0
+        if len(pieces) > _MAX_IOVEC:
+            pieces = [b"".join(pieces)]
+        expected = sum(map(len, pieces))
         try:
-            written = os.write(self._fd, line)
+            written = os.writev(self._fd, pieces)
         except OSError:
             # The chain advanced over lines that never reached the file: stop, as after a short write.
             self._fd = None
             raise
-        if written != len(line):
+        if written != expected:
             # The chain cannot continue after a partial line: later records would chain on a
             # record that does not exist. Stop writing; every later statement is refused.
             self._fd = None
@@ -366,19 +382,22 @@ class DecisionLog:
     def _write_record(self, body_open: str, *, defer: bool = False) -> None:
         """Chain and write one record. ``defer``: it may wait (in order) for the next write or flush;
         outcome records do, since nothing waits on them (a decision record never does)."""
+        self._write_parts([body_open.encode()], defer=defer)
+
+    def _write_parts(self, parts: list[bytes], *, defer: bool = False) -> None:
         if self.directory is None:
-            self.memory.append(json.loads(body_open + "}"))
+            self.memory.append(json.loads(b"".join(parts) + b"}"))
             return
         try:
             with self._lock:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
                 if defer and self._deferred_size < _DEFER_BYTES:
-                    line = self._chain(body_open)
-                    self._deferred.append(line)
-                    self._deferred_size += len(line)
+                    line = self._chain(parts)
+                    self._deferred += line
+                    self._deferred_size += sum(map(len, line))
                     return
-                self._append(body_open)
+                self._append(parts)
                 if self._size >= self.rotate_size:
                     self._rotate()
         except OSError as exc:
@@ -407,32 +426,31 @@ class DecisionLog:
         result: dict[str, Any] | str,
         enforcement: dict[str, Any],
         metrics: dict[str, int],
-        path: str = "pgwarden/decision",
     ) -> None:
-        """Write one decision record. ``input_json`` is pre-serialised (cached decisions reuse it), and
-        ``result`` may be too (the same decision document is recorded for every cached use)."""
-        dumps = json.dumps
-        result_json = result if isinstance(result, str) else dumps(result, separators=(",", ":"), default=str)
+        """Write one decision record. ``input_json`` is pre-serialised, and ``result`` may be too."""
+        result_json = (
+            result if isinstance(result, str) else json.dumps(result, separators=(",", ":"), default=str)
+        )
         self.write_serialised(
             decision_id,
-            decided_json(result_json, metrics, enforcement),
-            input_json,
-            path=path,
+            decided_json(result_json, metrics, enforcement).encode(),
+            [b'"input":', input_json.encode()],
         )
 
-    def write_serialised(
-        self, decision_id: str, decided: str, input_json: str, *, path: str = "pgwarden/decision"
-    ) -> None:
-        """Write one decision record from its serialised parts: ``decided`` is the
-        ``"result":…,"metrics":…,"enforcement":…`` members (see :func:`decided_json`), which the
-        gate keeps per cached decision, so that a cached use only adds an id and a timestamp."""
+    def write_serialised(self, decision_id: str, decided: bytes, input_pieces: list[bytes]) -> None:
+        """Write one decision record from serialised pieces, hashed and written without joining them.
+
+        ``decided`` is the ``"result":…,"metrics":…,"enforcement":…,`` members (see
+        :func:`decided_json`) and ``input_pieces`` the ``"input":…`` member; the gate keeps both
+        per cached decision and statement, so that a cached use adds little more than an id, a
+        timestamp and the statement text."""
         if self._labels_json[0] is not self.labels:
             self._labels_json = (self.labels, json.dumps(self.labels, separators=(",", ":")))
-        path_json = '"pgwarden/decision"' if path == "pgwarden/decision" else json.dumps(path)
-        self._write_record(
+        head = (
             f'{{"event":"decision","decision_id":"{decision_id}","timestamp":"{now_rfc3339()}",'
-            f'"path":{path_json},"labels":{self._labels_json[1]},{decided},"input":{input_json}'
+            f'"path":"pgwarden/decision","labels":{self._labels_json[1]},'
         )
+        self._write_parts([head.encode(), decided, *input_pieces])
 
     def write_outcome(
         self,
@@ -483,7 +501,7 @@ class DecisionLog:
             if self._fd is not None:
                 try:
                     close = {"event": "close", "timestamp": rfc3339(time.time())}
-                    self._append(json.dumps(close, separators=(",", ":"))[:-1])
+                    self._append([json.dumps(close, separators=(",", ":"))[:-1].encode()])
                     os.fsync(self._fd)
                 finally:
                     os.close(self._fd)

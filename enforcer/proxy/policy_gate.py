@@ -168,7 +168,7 @@ class _Entry:
     #: The result documents serialised once (every cached use records the same document).
     results_json: list[str] | None = None
     #: Serialised result, metrics and enforcement members per (statement, forwarded, cached, masks).
-    decided: dict[tuple[int, bool, bool, str], str] = field(default_factory=dict)
+    decided: dict[tuple[int, bool, bool, str], bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,7 +181,7 @@ class GateState:
     epoch: int = 0
     identity_json: str | None = None
     #: Per analysed text: (session state, per statement the input document around its text).
-    input_parts: dict[str, tuple[Any, list[tuple[str, str, str]] | None]] = field(default_factory=dict)
+    input_parts: dict[str, tuple[Any, list[tuple[bytes, bytes, bytes]] | None]] = field(default_factory=dict)
     #: Masking: (policy version, the identity's plan under it; None = nothing masked), once asked.
     mask_plan: tuple[str, MaskPlan | None] | None = None
     #: Per prepared statement: its masking outcome, and the result description a Describe reported.
@@ -480,8 +480,8 @@ class PolicyGate:
 
     def _record_inputs(
         self, ctx: SessionContext, state: GateState, text: str, source: str, protocol: str
-    ) -> list[str]:
-        """The recorded ``input`` of each statement, built from cached JSON pieces.
+    ) -> list[list[bytes]]:
+        """The recorded ``"input":`` member of each statement, in pieces built from cached JSON.
 
         The AST is left out unless ``audit.record_ast`` is set: it is re-derivable from the
         recorded text with the same parser (OPA's decision logs erase input fields the same way).
@@ -498,16 +498,17 @@ class PolicyGate:
         pieces = parts[1]
         if pieces is None:  # no parse: the recorded input is the text and the error
             analysis = cached_analysis(source)
-            return [json.dumps({"statement": {"text": text, "parse_error": str(analysis)}})]
+            doc = {"statement": {"text": text, "parse_error": str(analysis)}}
+            return [[b'"input":', json.dumps(doc).encode()]]
         if source != text:  # normalised: always one statement, recorded as the client sent it
             head, _, tail = pieces[0]
-            return [head + json_string(text) + tail]
-        return [head + shown + tail for head, shown, tail in pieces]
+            return [[head, json_string(text).encode(), tail]]
+        return [list(p) for p in pieces]
 
     def _input_parts(
         self, ctx: SessionContext, state: GateState, source: str, protocol: str
-    ) -> list[tuple[str, str, str]] | None:
-        """Per statement of ``source``: the input document before the text, the text, and after it."""
+    ) -> list[tuple[bytes, bytes, bytes]] | None:
+        """Per statement of ``source``: the ``"input":`` member before the text, the text, and after it."""
         analysis = cached_analysis(source)
         jsons = statement_jsons(source)
         if isinstance(analysis, AnalysisError) or jsons is None:
@@ -515,7 +516,9 @@ class PolicyGate:
         if state.identity_json is None:
             state.identity_json = json.dumps(ctx.identity.to_document(), separators=(",", ":"), default=str)
         session = json.dumps(self._session_document(ctx, protocol), separators=(",", ":"), default=str)
-        head = f'{{"identity":{state.identity_json},"session":{session},"statement":{{"text":'
+        head = (
+            f'"input":{{"identity":{state.identity_json},"session":{session},"statement":{{"text":'.encode()
+        )
         count = len(analysis.statements)
         out = []
         for facts, rest in zip(analysis.statements, jsons, strict=True):
@@ -526,12 +529,12 @@ class PolicyGate:
             )
             if self.record_ast:
                 tail += f'"ast":{json.dumps(facts.ast, separators=(",", ":"))},'
-            out.append((head, json_string(facts.text), f"{tail}{rest[1:]}}}"))
+            out.append((head, json_string(facts.text).encode(), f"{tail}{rest[1:]}}}".encode()))
         return out
 
     def _decided_json(
         self, ctx: SessionContext, entry: _Entry, i: int, *, forwarded: bool, cached: bool, masked: list[Any]
-    ) -> str:
+    ) -> bytes:
         """The serialised result, metrics and enforcement of statement ``i`` of a decision.
 
         A cached use records the same members every time: they are kept on the entry."""
@@ -557,7 +560,7 @@ class PolicyGate:
         eval_ns = entry.results[i][1]
         decided = decided_json(
             entry.results_json[i], {"timer_pgwarden_decision_ns": 0 if cached else eval_ns}, enforcement
-        )
+        ).encode()
         if cached:
             entry.decided[key] = decided
         return decided
@@ -661,11 +664,11 @@ class PolicyGate:
             inputs = self._record_inputs(ctx, state, text, source, protocol)
             if len(inputs) != len(entry.results):
                 raise AssertionError("one decision result per statement")
-            for i, input_json in enumerate(inputs):
+            for i, input_pieces in enumerate(inputs):
                 decision_id = new_decision_id()
                 first_id = first_id or decision_id
                 decided = self._decided_json(ctx, entry, i, forwarded=forwarded, cached=cached, masked=masked)
-                self.decision_log.write_serialised(decision_id, decided, input_json)
+                self.decision_log.write_serialised(decision_id, decided, input_pieces)
                 if not cached:
                     metrics.DECISION_SECONDS.observe(entry.results[i][1] / 1e9)
         except DecisionLogError as exc:
