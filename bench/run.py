@@ -207,9 +207,11 @@ def main() -> None:
                 for name in targets:
                     rows.append((clients, mode, name, statistics.median(tps_of[name]), ratios[name]))
         from bench.policy_cost import measure
+        from bench.relay_cost import measure as measure_relay
 
         costs = measure(500)
-        write_results(args, rows, sorted(commands), costs)
+        relay_costs = measure_relay(10000)
+        write_results(args, rows, sorted(commands), costs, relay_costs)
     finally:
         for p in procs:
             p.terminate()
@@ -226,6 +228,7 @@ def write_results(
     rows: list[tuple[int, str, str, float, list[float]]],
     commands: list[str],
     costs: list[tuple[str, str, float]],
+    relay_costs: list[tuple[str, str, float]],
 ) -> None:
     cpu = platform.processor() or platform.machine()
     lines = [
@@ -267,6 +270,18 @@ def write_results(
     ]
     for label, stage, us in costs:
         lines.append(f"| {label} | {stage} | {us:.1f} |")
+    lines += [
+        "",
+        "## The gateway's own work per transaction, in-process",
+        "",
+        "bench/relay_cost.py (same run): the relay fed pgbench's and Postgres's bytes in a hot loop,",
+        "no sockets. A real run multiplies these figures: caches are cold after every context switch.",
+        "",
+        "| configuration | mode | µs per transaction |",
+        "|---|---|---:|",
+    ]
+    for label, mode, us in relay_costs:
+        lines.append(f"| {label} | {mode} | {us:.1f} |")
     lines += ["", "pgbench commands (environment selects the target):", ""]
     lines += [f"    {c}" for c in commands]
     lines.append("")
