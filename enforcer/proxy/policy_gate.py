@@ -180,6 +180,7 @@ class GateState:
     cache: OrderedDict[tuple[str, str, str, int, int, str], _Entry] = field(default_factory=OrderedDict)
     epoch: int = 0
     identity_json: str | None = None
+    session_json: tuple[Any, str] = (None, "")
     #: Per analysed text: (session state, per statement the input document around its text).
     input_parts: dict[str, tuple[Any, list[tuple[bytes, bytes, bytes]] | None]] = field(default_factory=dict)
     #: Masking: (policy version, the identity's plan under it; None = nothing masked), once asked.
@@ -515,7 +516,11 @@ class PolicyGate:
             return None
         if state.identity_json is None:
             state.identity_json = json.dumps(ctx.identity.to_document(), separators=(",", ":"), default=str)
-        session = json.dumps(self._session_document(ctx, protocol), separators=(",", ":"), default=str)
+        session_key = (ctx.transaction_status, ctx.parameters_epoch, protocol)
+        if state.session_json[0] != session_key:  # one serialisation per session state, for every text
+            doc = self._session_document(ctx, protocol)
+            state.session_json = (session_key, json.dumps(doc, separators=(",", ":"), default=str))
+        session = state.session_json[1]
         head = (
             f'"input":{{"identity":{state.identity_json},"session":{session},"statement":{{"text":'.encode()
         )
