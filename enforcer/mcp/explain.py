@@ -49,7 +49,8 @@ def _files_stamp(paths: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
 
 
 class PolicyExplainer:
-    """The configured policy engine, for previews."""
+    """The configured policy engine, for previews. Make it and use it on the event loop's thread:
+    regorus engines cannot be used from another thread than the one that loaded them."""
 
     def __init__(self, policy: PolicyConfig) -> None:
         self.policy = policy
@@ -71,8 +72,10 @@ class PolicyExplainer:
         if isinstance(self._gate.engine, EmbeddedEngine):
             stamp = await asyncio.to_thread(_files_stamp, self.policy.paths)
             if stamp != self._stamp:
-                # A policy that does not load raises PolicyError: the caller reports it.
-                self._gate = PolicyGate(await asyncio.to_thread(self._load), DecisionLog(None))
+                # Loaded here, on the loop's thread (a few ms for the shipped policies): regorus
+                # engines belong to the thread that made them, and one loaded on a worker thread
+                # failed every later evaluation. A policy that does not load raises PolicyError.
+                self._gate = PolicyGate(self._load(), DecisionLog(None))
         return self._gate
 
     async def explain(
