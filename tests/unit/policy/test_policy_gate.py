@@ -179,6 +179,17 @@ def test_unwritable_decision_log_refuses(tmp_path: Path) -> None:
         log.write(decision_id="x", input_json="{}", result={}, enforcement={}, metrics={})
 
 
+def test_a_cached_decision_is_refused_once_the_log_cannot_be_written(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d", stream="t")
+    g, c = PolicyGate(ENGINE, log, cache_key="facts"), ctx()
+    assert decide(g, c, Query("SELECT name FROM products WHERE id = 1")).allowed
+    assert log._fd is not None
+    os.close(log._fd)  # the disk goes away between two uses of the same decision
+    v = decide(g, c, Query("SELECT name FROM products WHERE id = 2"))
+    assert v.refusal is not None and "cannot record its decision" in v.refusal.message
+    assert not decide(g, c, Query("SELECT name FROM products WHERE id = 3")).allowed  # the chain stays closed
+
+
 def test_decision_log_failure_forwards_only_when_configured(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
