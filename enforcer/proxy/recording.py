@@ -17,11 +17,12 @@ error and is recorded as not executed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from enforcer.audit.decision_log import DecisionLogError
 from enforcer.audit.sessions import StatementEvent
@@ -39,6 +40,9 @@ _C, _I, _SUSPENDED, _E, _Z, _T, _D = (ord(c) for c in "CIsEZTD")
 #: Backend frames the tracker must see; RowDescription/DataRow only when rows are recorded.
 COMPLETION_TYPES = frozenset((_C, _I, _SUSPENDED, _E, _Z))
 ROW_TYPES = frozenset((_T, _D))
+#: Reports processed together at most this long after the first of them, or once this many wait.
+_DRAIN_DELAY = 0.02
+_BATCH = 256
 _ROW_TAGS = ("SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE")
 
 
@@ -96,19 +100,72 @@ class StatementTracker:
         self.statements: dict[str, _StatementInfo | None] = {}
         self.portals: dict[str, _StatementInfo | None] = {}
         self.seq = 0
+        #: Reports not yet processed, in stream order (see :meth:`drain`).
+        self._queue: list[tuple[Any, ...]] = []
+        self._drain_timer: asyncio.TimerHandle | None = None
 
-    # ------------------------------------------------------------------ frontend side
+    # ------------------------------------------------------------------ what the relay reports
+    # The relay reports in stream order and the reports wait in a queue, processed in batches
+    # (every few milliseconds, or every _BATCH reports): run once per statement right after a
+    # socket write, this bookkeeping ran with cold caches and cost several times what it costs
+    # in a batch. Times are taken when reported, so durations are those the client saw.
     def message(self, msg: Query | Parse | BindHead | Execute, verdict: Verdict, cycle: int) -> None:
         """A decided frontend message, in stream order, with the cycle it belongs to."""
+        self._queue.append((msg, verdict, cycle, time.time(), time.perf_counter()))
+        self._schedule()
+
+    def frames(self, frames: list[tuple[int, bytes]], cycle: int) -> None:
+        """Frames the client receives (only types in :attr:`watch` matter), in order, starting while
+        ``cycle`` responses were already complete; each ReadyForQuery completes one more."""
+        self._queue.append((frames, cycle, time.perf_counter()))
+        self._schedule()
+
+    def backend(self, type_byte: int, payload: bytes, cycle: int) -> None:
+        """One frame the client receives, while ``cycle`` responses were already complete."""
+        self.frames([(type_byte, payload)], cycle)
+
+    def _schedule(self) -> None:
+        if len(self._queue) >= _BATCH:
+            self.drain()
+        elif self._drain_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a tool or a test driving the tracker): at once
+                self.drain()
+                return
+            self._drain_timer = loop.call_later(_DRAIN_DELAY, self.drain)
+
+    def drain(self) -> None:
+        """Process every report still queued (outcome records, session events)."""
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        queue, self._queue = self._queue, []
+        for item in queue:
+            if len(item) == 5:
+                self._message(*item)
+            else:
+                frames, cycle, now = item
+                for type_byte, payload in frames:
+                    self._backend(type_byte, payload, cycle, now)
+                    if type_byte == _Z:
+                        cycle += 1
+
+    # ------------------------------------------------------------------ frontend side
+    def _message(
+        self, msg: Query | Parse | BindHead | Execute, verdict: Verdict, cycle: int, wall: float, now: float
+    ) -> None:
         if isinstance(msg, Query):
-            self._open(cycle, False, self._info(msg.sql, verdict), verdict.refusal is None, "simple")
+            self._open(
+                cycle, False, self._info(msg.sql, verdict), verdict.refusal is None, "simple", wall, now
+            )
         elif isinstance(msg, Parse):
             info = self._info(msg.query, verdict)
             if verdict.refusal is None:
                 self.statements[msg.name] = info
             else:
                 self.statements.pop(msg.name, None)
-                self._open(cycle, True, info, False, "extended")
+                self._open(cycle, True, info, False, "extended", wall, now)
         elif isinstance(msg, BindHead):
             if verdict.refusal is None:
                 self.portals[msg.portal] = self.statements.get(msg.statement)
@@ -116,26 +173,32 @@ class StatementTracker:
             known = self.portals.get(msg.portal)
             if known is None:
                 known = _StatementInfo(f"-- execute of unknown portal {msg.portal!r}", "", "", ())
-            self._open(cycle, True, known, verdict.refusal is None, "extended")
+            self._open(cycle, True, known, verdict.refusal is None, "extended", wall, now)
 
     @staticmethod
     def _info(sql: str, verdict: Verdict) -> _StatementInfo:
         return _StatementInfo(sql, verdict.decision_id, verdict.action, verdict.reasons, verdict.masked)
 
-    def _open(self, cycle: int, execute: bool, info: _StatementInfo, forwarded: bool, protocol: str) -> None:
+    def _open(
+        self,
+        cycle: int,
+        execute: bool,
+        info: _StatementInfo,
+        forwarded: bool,
+        protocol: str,
+        wall: float,
+        now: float,
+    ) -> None:
         self.seq += 1
-        self.units.append(
-            _Unit(self.seq, cycle, execute, info, forwarded, time.time(), time.perf_counter(), protocol)
-        )
+        self.units.append(_Unit(self.seq, cycle, execute, info, forwarded, wall, now, protocol))
 
     # ------------------------------------------------------------------ backend side
-    def backend(self, type_byte: int, payload: bytes | memoryview, cycle: int) -> None:
-        """A frame the client receives, while ``cycle`` responses were already complete."""
+    def _backend(self, type_byte: int, payload: bytes, cycle: int, now: float) -> None:
         units = self.units
         unit = units[0] if units and units[0].cycle == cycle else None
         if type_byte == _Z:
             while units and units[0].cycle <= cycle:
-                self._finish(units.popleft())
+                self._finish(units.popleft(), now)
             return
         if unit is None:
             return
@@ -148,22 +211,22 @@ class StatementTracker:
             if n is not None:
                 unit.rows = (unit.rows or 0) + n
             if unit.execute:
-                self._finish(units.popleft())
+                self._finish(units.popleft(), now)
         elif type_byte in (_I, _SUSPENDED):
             if unit.execute:
                 if type_byte == _SUSPENDED:
                     unit.tags.append("(portal suspended)")
-                self._finish(units.popleft())
+                self._finish(units.popleft(), now)
         elif type_byte == _E:
             err = ErrorResponse.decode(bytes(payload))
             unit.error = (err.sqlstate or "", err.message)
             if unit.execute:
-                self._finish(units.popleft())
+                self._finish(units.popleft(), now)
                 # Postgres skips the rest of the batch: later Executes of this cycle never run.
                 while units and units[0].cycle == cycle:
                     skipped = units.popleft()
                     skipped.error = ("", "not executed: an earlier message of the batch failed")
-                    self._finish(skipped)
+                    self._finish(skipped, now)
         elif type_byte == _T and self.record_rows:
             unit.columns = [f.name for f in RowDescription.decode(bytes(payload)).fields]
 
@@ -179,8 +242,8 @@ class StatementTracker:
         self.bytes_left -= len(payload)
         rows.append(values)
 
-    def _finish(self, unit: _Unit) -> None:
-        duration_ms = (time.perf_counter() - unit.t0) * 1000
+    def _finish(self, unit: _Unit, now: float) -> None:
+        duration_ms = (now - unit.t0) * 1000
         info = unit.info
         error = unit.error
         tag = "; ".join(unit.tags)
@@ -228,11 +291,13 @@ class StatementTracker:
 
     def close(self) -> None:
         """The session ended: statements still in flight are recorded without a result."""
+        self.drain()
+        now = time.perf_counter()
         while self.units:
             unit = self.units.popleft()
             if unit.error is None:
                 unit.error = ("", "no result: the session ended before the statement completed")
-            self._finish(unit)
+            self._finish(unit, now)
 
 
 def _shown(raw: bytes) -> str:

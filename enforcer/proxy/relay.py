@@ -153,8 +153,6 @@ class Relay:
         self._expired = False
         #: Follows statements to their results for the audit trail (None: nothing records them).
         self.tracker = tracker
-        #: Decided messages not yet handed to the tracker: (message, verdict, cycle).
-        self._tracked: list[tuple[Query | Parse | BindHead | Execute, Verdict, int]] = []
         ctx.notice = self._notice
 
     def _notice(self, text: str) -> None:
@@ -371,19 +369,10 @@ class Relay:
         if out is None:
             if upto > done:
                 self.upstream.write(chunk[done:upto] if done or upto < len(chunk) else chunk)
-        else:
-            out += chunk[done:upto]
-            if out:
-                self.upstream.write(bytes(out))
-        if self._tracked:
-            self._track_sent()
-
-    def _track_sent(self) -> None:
-        """Hand the messages just sent upstream to the tracker, in stream order."""
-        assert self.tracker is not None
-        tracked, self._tracked = self._tracked, []
-        for msg, verdict, cycle in tracked:
-            self.tracker.message(msg, verdict, cycle)
+            return
+        out += chunk[done:upto]
+        if out:
+            self.upstream.write(bytes(out))
 
     async def _await_decision(
         self, decided: Awaitable[Verdict], msg: Query | Parse | BindHead | Execute, type_byte: int, raw: bytes
@@ -398,8 +387,6 @@ class Relay:
         if self.done.done():
             return
         self.upstream.write(self._apply(verdict, msg, type_byte, raw))
-        if self._tracked:
-            self._track_sent()
         self.deciding = False
         if self.backlog:
             self.cframer.feed(bytes(self.backlog))
@@ -416,9 +403,7 @@ class Relay:
         if type_byte in (_Q, _P):
             self.statements += 1
         if self.tracker is not None:
-            # Recorded once the bytes are sent (see _forward): the audit bookkeeping stays off the
-            # path between the client's message and Postgres.
-            self._tracked.append((msg, verdict, self.cycles_sent))
+            self.tracker.message(msg, verdict, self.cycles_sent)
         for notice in verdict.notices:
             self.client.write(NoticeResponse.build("00000", notice, severity="NOTICE").encode())
         if verdict.refusal is None:
@@ -472,14 +457,11 @@ class Relay:
                             return
                 if chunk:
                     self.client.write(chunk)
-                # The client has its answer; the audit bookkeeping runs while it reads it.
                 if tracker is not None:
                     watch = tracker.watch
-                    for type_byte, start, end in spans:
-                        if type_byte in watch:
-                            tracker.backend(type_byte, chunk[start:end], cycle)
-                            if type_byte == _READY:
-                                cycle += 1
+                    picked = [(t, chunk[start:end]) for t, start, end in spans if t in watch]
+                    if picked:
+                        tracker.frames(picked, cycle)
                 return
             framer.feed(data)
             out = bytearray()
