@@ -91,24 +91,31 @@ def statement_jsons(text: str) -> tuple[str, ...] | None:
 
 
 @lru_cache(maxsize=4096)
-def has_session_effects(text: str) -> bool:
-    """Whether an allowed ``text`` changes what the gate remembers (DDL, settings, roles, PREPARE, ...)."""
+def session_effects(text: str) -> tuple[tuple[str, str], ...]:
+    """What an allowed ``text`` changes in what the gate remembers, in statement order:
+    ``("ddl", "")``, ``("setting", "")`` (a setting or the role), ``("prepare", name)``,
+    ``("deallocate", name)`` or ``("deallocate_all", "")``. Derived once per text."""
     analysis = cached_analysis(text)
     if isinstance(analysis, AnalysisError):
-        return False
+        return ()
+    effects: list[tuple[str, str]] = []
     for facts in analysis.statements:
         doc = facts.document
         flags = doc.get("flags", {})
-        if (
-            flags.get("ddl")
-            or flags.get("changes_session_setting")
-            or flags.get("sets_role")
-            or doc.get("role_change")
-            or doc.get("prepare")
-            or doc.get("deallocate")
-        ):
-            return True
-    return False
+        if flags.get("ddl"):
+            effects.append(("ddl", ""))
+        if flags.get("changes_session_setting") or flags.get("sets_role") or doc.get("role_change"):
+            effects.append(("setting", ""))
+        prepare = doc.get("prepare")
+        if prepare:
+            effects.append(("prepare", str(prepare.get("name"))))
+        dealloc = doc.get("deallocate")
+        if dealloc:
+            if dealloc.get("all"):
+                effects.append(("deallocate_all", ""))
+            else:
+                effects.append(("deallocate", str(dealloc.get("name"))))
+    return tuple(effects)
 
 
 def facts_key(text: str) -> str:
@@ -748,32 +755,22 @@ class PolicyGate:
         return replacement, masking.result_masker(mask)
 
     def _track_session_effects(self, state: GateState, source: str, entry: _Entry, connection: str) -> None:
-        if not has_session_effects(source):
+        effects = session_effects(source)
+        if not effects:
             return
-        analysis = cached_analysis(source)
-        if isinstance(analysis, AnalysisError):
-            return
-        changed = False
-        for facts in analysis.statements:
-            doc = facts.document
-            flags = doc.get("flags", {})
-            if flags.get("ddl") and self.masking is not None:
-                # The catalog the rewriter relies on is changing: read it again for what follows.
-                self.masking.catalogs.invalidate(connection)
-            if flags.get("changes_session_setting") or flags.get("sets_role") or doc.get("role_change"):
-                changed = True
-            prepare = doc.get("prepare")
-            if prepare:
-                state.statements[str(prepare.get("name"))] = _remembered(entry, ALLOW)
-                changed = True
-            dealloc = doc.get("deallocate")
-            if dealloc:
-                if dealloc.get("all"):
-                    state.statements = {k: v for k, v in state.statements.items() if k == ""}
-                else:
-                    state.statements.pop(str(dealloc.get("name")), None)
-                changed = True
-        if changed:
+        for kind, name in effects:
+            if kind == "ddl":
+                if self.masking is not None:
+                    # The catalog the rewriter relies on is changing: read it again for what follows.
+                    self.masking.catalogs.invalidate(connection)
+            elif kind == "prepare":
+                state.statements[name] = _remembered(entry, ALLOW)
+            elif kind == "deallocate":
+                state.statements.pop(name, None)
+            elif kind == "deallocate_all":
+                state.statements = {k: v for k, v in state.statements.items() if k == ""}
+        if any(kind != "ddl" for kind, _ in effects):
+            # Settings, roles and prepared statements are part of what a decision depended on.
             state.epoch += 1
             state.cache.clear()
 
