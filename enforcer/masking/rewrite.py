@@ -841,17 +841,7 @@ class _Walker:
         alias = rv.alias or ast.Alias(aliasname=rv.relname)
         names = _renamed([c.name for c in rel.columns], rv.alias) or []
         tainted = {names[i] for i, c in enumerate(rel.columns) if c.name in masks}
-        level.items.append(
-            _Item(
-                alias.aliasname,
-                names,
-                tainted,
-                qualname=None if rv.alias else (rel.schema, rel.name),
-                replaced=rv.alias is None,
-            )
-        )
-        self.changed = True
-        return ast.RangeSubselect(lateral=False, subquery=sub, alias=alias)
+        return self._substitute(level, rv, rel, alias.aliasname, names, tainted, sub, alias)
 
     def expand_view(
         self, rv: ast.RangeVar, rel: Relation, masks: Mapping[str, ColumnMask], level: _Level
@@ -908,6 +898,21 @@ class _Walker:
         refname = (rv.alias.aliasname if rv.alias else rv.relname) or rel.name
         alias = ast.Alias(aliasname=refname, colnames=tuple(ast.String(sval=c) for c in names))
         tainted = {names[i] for i, c in enumerate(colnames) if c in tainted_cols}
+        return self._substitute(level, rv, rel, refname, names, tainted, query, alias)
+
+    def _substitute(
+        self,
+        level: _Level,
+        rv: ast.RangeVar,
+        rel: Relation,
+        refname: str | None,
+        names: list[str],
+        tainted: set[str],
+        subquery: ast.Node,
+        alias: ast.Alias,
+    ) -> ast.RangeSubselect:
+        """``rv`` becomes the sub-select ``subquery AS alias``, known in ``level`` as ``refname``;
+        unaliased, it still answers to the relation's qualified name."""
         level.items.append(
             _Item(
                 refname,
@@ -918,7 +923,7 @@ class _Walker:
             )
         )
         self.changed = True
-        return ast.RangeSubselect(lateral=False, subquery=query, alias=alias)
+        return ast.RangeSubselect(lateral=False, subquery=subquery, alias=alias)
 
     def mask_expr(self, value_sql: str, mask: ColumnMask, column: Column, rel: Relation) -> str:
         strategy = effective_strategy(mask.strategy, column_kind(column))
