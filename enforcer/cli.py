@@ -342,7 +342,6 @@ def _run_gateway(
     import uvloop
 
     from enforcer import logs
-    from enforcer.identity.gateway_tokens import GatewayTokens
     from enforcer.identity.router import IssuerRouter
     from enforcer.proxy.server import Gateway
 
@@ -355,18 +354,10 @@ def _run_gateway(
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     try:
-        tokens = GatewayTokens(config.gateway_tokens) if config.gateway_tokens is not None else None
+        authenticator = IssuerRouter.from_config(config)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    oidc = None
-    if config.identity.oidc:
-        from enforcer.identity.oidc import OIDCVerifier
-
-        try:
-            oidc = OIDCVerifier(list(config.identity.oidc))
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-    authenticator = IssuerRouter(tokens, oidc)
+    oidc = authenticator.oidc
     try:
         gate = build_policy_gate(config, worker_index=worker_index)
     except (PolicyError, DecisionLogError) as exc:

@@ -15,6 +15,7 @@ from enforcer.identity.gateway_tokens import GatewayTokens
 from enforcer.identity.model import AuthenticationFailed, Identity
 
 if TYPE_CHECKING:
+    from enforcer.config import Config
     from enforcer.identity.oidc import OIDCVerifier
 
 
@@ -24,6 +25,17 @@ class IssuerRouter:
             raise ValueError("no token verifier configured")
         self.gateway_tokens = gateway_tokens
         self.oidc = oidc
+
+    @classmethod
+    def from_config(cls, config: Config) -> IssuerRouter:
+        """The verifiers the configuration names; ValueError says which cannot be loaded and why."""
+        tokens = GatewayTokens(config.gateway_tokens) if config.gateway_tokens is not None else None
+        oidc = None
+        if config.identity.oidc:
+            from enforcer.identity.oidc import OIDCVerifier  # only when configured: it loads httpx
+
+            oidc = OIDCVerifier(list(config.identity.oidc))
+        return cls(tokens, oidc)
 
     async def authenticate(self, user: str, token: str) -> Identity:
         if self.oidc is not None and (self.oidc.handles(token) or not self._is_gateway_token(token)):

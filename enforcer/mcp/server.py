@@ -93,22 +93,14 @@ def choose_target(config: Config, options: McpOptions) -> tuple[GatewayTarget, s
 
 def build_authenticator(config: Config) -> tuple[Authenticator, Callable[[], object] | None]:
     """The gateway's own token verification (and an async closer for the OIDC verifier, if any)."""
-    from enforcer.identity.gateway_tokens import GatewayTokens
     from enforcer.identity.router import IssuerRouter
 
     try:
-        tokens = GatewayTokens(config.gateway_tokens) if config.gateway_tokens is not None else None
-    except (ValueError, OSError) as exc:
-        raise McpSetupError(f"gateway_tokens: {exc}") from None
-    oidc = None
-    if config.identity.oidc:
-        from enforcer.identity.oidc import OIDCVerifier
-
-        try:
-            oidc = OIDCVerifier(list(config.identity.oidc))
-        except ValueError as exc:
-            raise McpSetupError(str(exc)) from None
-    return IssuerRouter(tokens, oidc), (oidc.aclose if oidc is not None else None)
+        router = IssuerRouter.from_config(config)
+    except ValueError as exc:
+        raise McpSetupError(str(exc)) from None
+    oidc = router.oidc
+    return router, (oidc.aclose if oidc is not None else None)
 
 
 def build_endpoint(
