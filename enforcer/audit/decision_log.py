@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,9 +328,9 @@ class DecisionLog:
 
     # ------------------------------------------------------------------ writing
     def _chain(self, parts: list[bytes]) -> list[bytes]:
-        """Complete one record: ``parts`` hold an open JSON object in pieces; the chain member and
-        the hash are appended (seq and prev advance; nothing is written yet). The pieces are hashed
-        and later written as they are, never joined: a decision record is a few KiB."""
+        """One complete record: ``parts`` hold an open JSON object in pieces, returned with the chain
+        member and the hash after them (seq and prev advance; nothing is written yet). The pieces
+        are hashed and later written as they are, never joined: a decision record is a few KiB."""
         self._seq += 1
         chain = f',"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}'.encode()
         if len(parts) == 1:
@@ -343,15 +343,12 @@ class DecisionLog:
         h.update(b"}")
         digest = h.hexdigest()
         self._prev = digest
-        parts.append(b'%s,"hash":"%s"}\n' % (chain, digest.encode()))
-        return parts
+        return [*parts, b'%s,"hash":"%s"}\n' % (chain, digest.encode())]
 
     def _append(self, parts: list[bytes] | None) -> None:
         """Write the deferred lines, then (if given) one more record, in one write(2)."""
         assert self._fd is not None
-        pieces = self._deferred
-        if parts is not None:
-            pieces += self._chain(parts)
+        pieces = self._deferred if parts is None else self._deferred + self._chain(parts)
         if not pieces:
             return
         self._deferred = []
@@ -434,10 +431,10 @@ class DecisionLog:
         self.write_serialised(
             decision_id,
             decided_json(result_json, metrics, enforcement).encode(),
-            [b'"input":', input_json.encode()],
+            (b'"input":', input_json.encode()),
         )
 
-    def write_serialised(self, decision_id: str, decided: bytes, input_pieces: list[bytes]) -> None:
+    def write_serialised(self, decision_id: str, decided: bytes, input_pieces: Sequence[bytes]) -> None:
         """Write one decision record from serialised pieces, hashed and written without joining them.
 
         ``decided`` is the ``"result":…,"metrics":…,"enforcement":…,`` members (see

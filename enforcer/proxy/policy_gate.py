@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -488,7 +488,7 @@ class PolicyGate:
 
     def _record_inputs(
         self, ctx: SessionContext, state: GateState, text: str, source: str, protocol: str
-    ) -> list[list[bytes]]:
+    ) -> list[Sequence[bytes]]:
         """The recorded ``"input":`` member of each statement, in pieces built from cached JSON.
 
         The AST is left out unless ``audit.record_ast`` is set: it is re-derivable from the
@@ -507,11 +507,11 @@ class PolicyGate:
         if pieces is None:  # no parse: the recorded input is the text and the error
             analysis = cached_analysis(source)
             doc = {"statement": {"text": text, "parse_error": str(analysis)}}
-            return [[b'"input":', json.dumps(doc).encode()]]
+            return [(b'"input":', json.dumps(doc).encode())]
         if source != text:  # normalised: always one statement, recorded as the client sent it
             head, _, tail = pieces[0]
-            return [[head, json_string(text).encode(), tail]]
-        return [list(p) for p in pieces]
+            return [(head, json_string(text).encode(), tail)]
+        return list(pieces)
 
     def _input_parts(
         self, ctx: SessionContext, state: GateState, source: str, protocol: str

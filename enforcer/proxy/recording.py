@@ -142,7 +142,7 @@ class StatementTracker:
             self._drain_timer = None
         queue, self._queue = self._queue, []
         for item in queue:
-            if len(item) == 5:
+            if len(item) == 5:  # (message, verdict, cycle, wall, now); frames are (frames, cycle, now)
                 self._message(*item)
             else:
                 frames, cycle, now = item
