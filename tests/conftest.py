@@ -130,7 +130,11 @@ class GatewayProcess:
         out = []
         for f in sorted(self.decision_log.glob("*/*.jsonl")):
             if f.name != "anchors.jsonl":
-                out += [json.loads(line) for line in f.read_text().splitlines() if line]
+                # Only whole lines: a running gateway may be in the middle of writing the last one
+                # (a reader can see part of a write(2) that spans pages), and a killed one may have
+                # left it torn. Neither is a record yet.
+                *whole, _partial = f.read_text().split("\n")
+                out += [json.loads(line) for line in whole if line]
         return out
 
     def decisions(self) -> list[dict[str, Any]]:
