@@ -25,15 +25,15 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the key and the fix."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"us": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 1024**2, "gb": 10**9, "gib": 1024**3}
 SSLMODES = ("disable", "require", "verify-ca", "verify-full")
 
 
 def parse_duration(value: Any, key: str) -> float:
-    """Seconds from ``30``, ``"30s"``, ``"15m"``, ``"250ms"``; 0 disables a timeout."""
+    """Seconds from ``30``, ``"30s"``, ``"15m"``, ``"250ms"``, ``"200us"``; 0 disables a timeout."""
     if isinstance(value, bool):
         raise ConfigError(f"{key}: expected a duration such as 30s or 15m, got {value!r}")
     if isinstance(value, int | float):
@@ -143,6 +143,8 @@ class ListenerConfig:
     #: A Unix socket (mode 0600) for `pgwarden mcp`: sessions on it are MCP sessions
     #: (``session.protocol`` = ``mcp``); served by worker 0.
     mcp_socket: Path | None = None
+    #: Keep polling this long after a read instead of sleeping (see enforcer/proxy/busypoll.py); 0 = off.
+    busy_poll: float = 0.0002
 
 
 @dataclass(frozen=True)
@@ -428,6 +430,7 @@ def _listener(raw: dict[str, Any], base: Path) -> ListenerConfig:
             "allow_replication",
             "allow_options",
             "mcp_socket",
+            "busy_poll",
         },
         key,
     )
@@ -485,7 +488,18 @@ def _listener(raw: dict[str, Any], base: Path) -> ListenerConfig:
         allow_replication=_bool(raw, "allow_replication", key, False),
         allow_options=_bool(raw, "allow_options", key, False),
         mcp_socket=mcp_socket,
+        busy_poll=_busy_poll(raw.get("busy_poll", "200us"), f"{key}.busy_poll"),
     )
+
+
+def _busy_poll(value: Any, key: str) -> float:
+    window = parse_duration(value, key)
+    if window > 0.01:
+        raise ConfigError(
+            f"{key}: {value!r} is longer than 10ms; polling pays off only for the gap between a "
+            "statement and its answer (hundreds of microseconds). Use 200us, or 0 to turn it off"
+        )
+    return window
 
 
 def _connection(name: str, raw: dict[str, Any], base: Path) -> UpstreamConnection:

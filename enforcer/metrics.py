@@ -41,6 +41,10 @@ UPSTREAM_ERRORS = Counter(
 DECISION_LOG_FAILURES = Counter(
     "pgwarden_decision_log_failures_total", "Decision records that could not be written."
 )
+BUSY_POLL_SECONDS = Counter(
+    "pgwarden_busy_poll_seconds_total",
+    "Wall time event loops spent polling instead of sleeping (listener.busy_poll); CPU spent waiting.",
+)
 
 #: Pre-bound children for the hot path.
 STATEMENT_COUNTERS = {

@@ -47,6 +47,7 @@ from enforcer.wire import (
 
 if TYPE_CHECKING:
     from enforcer.config import ListenerConfig
+    from enforcer.proxy.busypoll import BusyPoll
     from enforcer.proxy.recording import StatementTracker
 
 log = logging.getLogger("pgwarden.session")
@@ -122,8 +123,10 @@ class Relay:
         event: Callable[..., None],
         expires_at: float | None = None,
         tracker: StatementTracker | None = None,
+        busy_poll: BusyPoll | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.busy_poll = busy_poll
         self.ctx = ctx
         self.gate = gate
         self.listener = listener
@@ -292,6 +295,8 @@ class Relay:
                 self._pause_client("backlog")
             return
         self.last_activity = self.loop.time()
+        if self.busy_poll is not None:
+            self.busy_poll.kick()
         self.cframer.feed(data)
         self._process_client_frames()
 
@@ -441,6 +446,8 @@ class Relay:
             return
         framer = self.uframer
         ctx = self.ctx
+        if self.busy_poll is not None:
+            self.busy_poll.kick()
         try:
             tracker = self.tracker
             if not self.pending_refusals and not self.transformers and not self._expired:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from enforcer.config import Config
 from enforcer.identity import Authenticator
+from enforcer.proxy.busypoll import BusyPoll
 from enforcer.proxy.cancel import CancelRegistry
 from enforcer.proxy.gate import AllowAllGate, StatementGate
 from enforcer.proxy.session import ClientSession
@@ -76,6 +77,8 @@ class Gateway:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self.ports: list[int] = []
+        #: One per event loop, shared by the sessions' relays (made in start(), on the loop).
+        self.busy_poll: BusyPoll | None = None
 
     @property
     def stopping(self) -> bool:
@@ -123,6 +126,8 @@ class Gateway:
     async def start(self) -> None:
         self._bind()
         loop = asyncio.get_running_loop()
+        if self.config.listener.busy_poll > 0:
+            self.busy_poll = BusyPoll(loop, self.config.listener.busy_poll)
         for sock in self._sockets:
             self._accept_tasks.append(loop.create_task(self._accept_loop(sock)))
         mcp = self._bind_mcp()

@@ -484,6 +484,7 @@ class ClientSession:
             upstream=self.upstream.writer.transport,  # type: ignore[arg-type]
             event=self._event,
             expires_at=self.ctx.identity.expires_at + self.config.identity.session_expiry_grace,
+            busy_poll=gw.busy_poll,
         )
         self.relay = relay
         # Bytes the stream readers already buffered belong to the relay now.

@@ -146,6 +146,7 @@ def test_metrics_health_and_readiness(gateway_factory: Any, workdir: Path) -> No
     assert values['pgwarden_sessions_total{channel="postgres"}'] == 6
     assert values["pgwarden_auth_failures_total"] == 1
     assert values["pgwarden_decision_seconds_count"] >= 2
+    assert values["pgwarden_busy_poll_seconds_total"] > 0  # listener.busy_poll is on by default
 
 
 def test_readiness_fails_while_draining(gateway_factory: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,26 @@ def test_pgbench_tpcb_writes(pgbench_env) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert "number of transactions actually processed: 200/200" in res.stdout
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_polling_gateway_sleeps_once_traffic_stops(gateway, pgbench_env) -> None:
+    """listener.busy_poll (on by default) polls only while statements flow: an idle gateway that
+    kept polling would burn a core forever."""
+    res = subprocess.run(
+        ["pgbench", "-S", "-c", "1", "-t", "2000", "-n"],
+        capture_output=True,
+        text=True,
+        env=pgbench_env,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    time.sleep(0.3)  # the decision log's flush and the tracker's batches run on timers
+    before = _cpu_seconds(gateway.proc.pid)
+    time.sleep(2)
+    used = _cpu_seconds(gateway.proc.pid) - before
+    assert used < 0.5, f"an idle gateway used {used:.2f} s of CPU in 2 s"

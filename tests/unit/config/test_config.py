@@ -30,6 +30,7 @@ def test_example_config_is_valid(base: tuple[Path, dict[str, Any]]) -> None:
     cfg = load_config(tmp / "pgwarden.yaml")
     assert cfg.listener.max_message_size == 64 * 1024 * 1024
     assert cfg.listener.idle_in_transaction_timeout == 300
+    assert cfg.listener.busy_poll == pytest.approx(0.0002)
     assert cfg.connections["demo"].password.env == "PGWARDEN_DEMO_PASSWORD"
     assert "PGWARDEN_DEMO_PASSWORD" in repr(cfg.connections["demo"].password)
     dl = cfg.audit.decision_log
@@ -48,6 +49,8 @@ def test_example_config_is_valid(base: tuple[Path, dict[str, Any]]) -> None:
         (lambda r: r["listener"].update(port="six"), "listener.port"),
         (lambda r: r["listener"].update(startup_timeout="soon"), "listener.startup_timeout"),
         (lambda r: r["listener"].update(colour="blue"), "unknown key(s) colour"),
+        (lambda r: r["listener"].update(busy_poll="20ms"), "listener.busy_poll: '20ms' is longer than 10ms"),
+        (lambda r: r["listener"].update(busy_poll="-1"), "listener.busy_poll"),
         (lambda r: r["connections"]["demo"].update(password="hunter2"), "inline passwords"),
         (lambda r: r["connections"]["demo"].update(sslmode="prefer"), "connections.demo.sslmode"),
         (lambda r: r["connections"]["demo"].pop("database"), "connections.demo.database: required"),
@@ -99,8 +102,19 @@ def test_broken_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_busy_poll_default_and_off(base: tuple[Path, dict[str, Any]]) -> None:
+    tmp, raw = base
+    raw["listener"].pop("busy_poll", None)
+    assert parse_config(raw, base=tmp).listener.busy_poll == pytest.approx(0.0002)
+    raw["listener"]["busy_poll"] = 0
+    assert parse_config(raw, base=tmp).listener.busy_poll == 0
+    raw["listener"]["busy_poll"] = "50us"
+    assert parse_config(raw, base=tmp).listener.busy_poll == pytest.approx(0.00005)
+
+
 def test_durations_and_sizes() -> None:
     assert parse_duration("250ms", "k") == 0.25
+    assert parse_duration("200us", "k") == pytest.approx(0.0002)
     assert parse_duration("15m", "k") == 900
     assert parse_duration(3, "k") == 3
     assert parse_size("64KiB", "k") == 65536
