@@ -92,14 +92,26 @@ def start_pgbouncer(work: Path, pg: LocalPostgres, app_password: str) -> tuple[s
 
 
 def start_gateway(
-    work: Path, pg: LocalPostgres, pwfile: Path, workers: int, policy: Path, name: str, sessions: bool
+    work: Path,
+    pg: LocalPostgres,
+    pwfile: Path,
+    workers: int,
+    policy: Path,
+    name: str,
+    sessions: bool,
+    busy_poll: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, GatewayTokens]:
     port = free_port()
     key = work / "token.key"
     if not key.exists():
         generate_key(key)
     cfg = {
-        "listener": {"host": "127.0.0.1", "port": port, "insecure_loopback_dev": True},
+        "listener": {
+            "host": "127.0.0.1",
+            "port": port,
+            "insecure_loopback_dev": True,
+            **({"busy_poll": busy_poll} if busy_poll is not None else {}),
+        },
         "gateway_tokens": {"signing_key_file": str(key), "max_ttl": "1h"},
         "connections": {
             "demo": {
@@ -171,14 +183,16 @@ def main() -> None:
         )
         wait_port(fport)
         targets["plain Python forwarder"] = {**direct, "PGPORT": str(fport)}
+        # The defaults (listener.busy_poll included) unless the label says otherwise.
         gateways = [
-            ("pgwarden, allow-all policy", ALLOW_ALL, 1, False),
-            ("pgwarden, shipped policy", SHIPPED_POLICIES, 1, False),
-            ("pgwarden, shipped + session recording", SHIPPED_POLICIES, 1, True),
-            ("pgwarden, shipped policy, 2 workers", SHIPPED_POLICIES, 2, False),
+            ("pgwarden, allow-all policy", ALLOW_ALL, 1, False, None),
+            ("pgwarden, shipped policy", SHIPPED_POLICIES, 1, False, None),
+            ("pgwarden, shipped policy, busy_poll: 0", SHIPPED_POLICIES, 1, False, "0"),
+            ("pgwarden, shipped + session recording", SHIPPED_POLICIES, 1, True, None),
+            ("pgwarden, shipped policy, 2 workers", SHIPPED_POLICIES, 2, False, None),
         ]
-        for i, (label, policy, workers, sessions) in enumerate(gateways):
-            gw, gport, tokens = start_gateway(work, pg, pwfile, workers, policy, f"g{i}", sessions)
+        for i, (label, policy, workers, sessions, busy_poll) in enumerate(gateways):
+            gw, gport, tokens = start_gateway(work, pg, pwfile, workers, policy, f"g{i}", sessions, busy_poll)
             procs.append(gw)
             token = tokens.issue("bench", ["agents"], 3600)
             targets[label] = {**base, "PGPORT": str(gport), "PGUSER": "bench", "PGPASSWORD": token}
