@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from enforcer import metrics
+from enforcer.proxy import busypoll
 from enforcer.proxy.busypoll import BusyPoll
 
 WINDOW = 0.0002  # 200 µs, in the fake clock's nanoseconds below
@@ -99,3 +100,73 @@ def test_a_window_must_be_positive() -> None:
             BusyPoll(loop, 0)
     finally:
         loop.close()
+
+
+class FakePreemptions:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+async def _poll_periods(
+    clock: FakeClock, preempted: FakePreemptions, poll: BusyPoll, per_period: list[int]
+) -> None:
+    """Run one check period per entry, with that many preemptions in it; traffic keeps coming."""
+    for n in per_period:
+        preempted.count += n
+        clock.advance(busypoll._CHECK_EVERY / 1e9)
+        poll.kick()
+        await _iterations(2)
+
+
+async def test_polling_backs_off_while_the_cpu_is_contended() -> None:
+    clock, preempted = FakeClock(), FakePreemptions()
+    poll = BusyPoll(asyncio.get_running_loop(), WINDOW, clock=clock, preempted=preempted)
+    poll.kick()
+    contended = busypoll._CONTENDED
+    # A burst shorter than the strikes needed is tolerated.
+    await _poll_periods(clock, preempted, poll, [contended] * (busypoll._STRIKES - 1) + [0])
+    assert poll.spinning and not poll.backing_off
+    # Sustained preemption stops polling, and kicks do not restart it during the back-off.
+    await _poll_periods(clock, preempted, poll, [contended] * busypoll._STRIKES)
+    assert not poll.spinning and poll.backing_off
+    poll.kick()
+    assert not poll.spinning
+    clock.advance(busypoll._BACKOFF / 1e9 / 2)
+    poll.kick()
+    assert not poll.spinning
+    # After the back-off it polls again; still contended, it backs off twice as long.
+    clock.advance(busypoll._BACKOFF / 1e9 / 2)
+    poll.kick()
+    assert poll.spinning
+    await _poll_periods(clock, preempted, poll, [contended] * busypoll._STRIKES)
+    assert not poll.spinning
+    clock.advance(busypoll._BACKOFF / 1e9 * 1.5)
+    poll.kick()
+    assert not poll.spinning, "the second back-off is twice the first"
+    clock.advance(busypoll._BACKOFF / 1e9 * 0.5)
+    poll.kick()
+    assert poll.spinning
+    # A quiet period resets the back-off to its start.
+    await _poll_periods(clock, preempted, poll, [0] + [contended] * busypoll._STRIKES)
+    assert not poll.spinning
+    clock.advance(busypoll._BACKOFF / 1e9)
+    poll.kick()
+    assert poll.spinning
+
+
+async def test_a_long_back_off_is_capped() -> None:
+    clock, preempted = FakeClock(), FakePreemptions()
+    poll = BusyPoll(asyncio.get_running_loop(), WINDOW, clock=clock, preempted=preempted)
+    for _ in range(10):
+        clock.advance(busypoll._MAX_BACKOFF / 1e9)
+        poll.kick()
+        assert poll.spinning
+        await _poll_periods(clock, preempted, poll, [busypoll._CONTENDED] * busypoll._STRIKES)
+        assert not poll.spinning
+
+
+def test_preemptions_are_those_of_the_calling_thread() -> None:
+    assert busypoll.preemptions() >= 0
