@@ -176,13 +176,23 @@ def main() -> None:
                 "PGUSER": "app",
                 "PGPASSWORD": "x",
             }
-        # The floor of any Python proxy here: bytes copied both ways on uvloop, nothing else.
-        fport = free_port()
-        procs.append(
-            subprocess.Popen([sys.executable, str(REPO / "bench" / "forwarder.py"), str(fport), str(pg.port)])
-        )
-        wait_port(fport)
-        targets["plain Python forwarder"] = {**direct, "PGPORT": str(fport)}
+        # The floor of any Python proxy here: bytes copied both ways on uvloop, nothing else;
+        # and the same with the gateway's default busy polling.
+        for label, poll_us in (
+            ("plain Python forwarder", "0"),
+            ("plain Python forwarder, busy polling", "200"),
+        ):
+            fport = free_port()
+            forwarder = [
+                sys.executable,
+                str(REPO / "bench" / "forwarder.py"),
+                str(fport),
+                str(pg.port),
+                poll_us,
+            ]
+            procs.append(subprocess.Popen(forwarder))
+            wait_port(fport)
+            targets[label] = {**direct, "PGPORT": str(fport)}
         # The defaults (listener.busy_poll included) unless the label says otherwise.
         gateways = [
             ("pgwarden, allow-all policy", ALLOW_ALL, 1, False, None),
@@ -259,7 +269,9 @@ def write_results(
         "testdata/policies/allow_all (every statement still analysed, decided and recorded);",
         "'shipped policy' is policies/rego with its default data (user bench in group agents).",
         "'plain Python forwarder' is bench/forwarder.py: uvloop copying bytes both ways with no",
-        "framing, authentication, decisions or audit, the floor of any Python proxy on this machine.",
+        "framing, authentication, decisions or audit, the floor of any Python proxy on this machine;",
+        "'busy polling' is the same with the gateway's default listener.busy_poll (200us). Every",
+        "pgwarden target polls unless its label says 'busy_poll: 0'.",
         "",
         "## pgbench -S",
         "",
