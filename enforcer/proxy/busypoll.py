@@ -3,8 +3,8 @@
 A gateway at one client's pace sleeps twice per statement: once while Postgres runs it, once
 while the client reads the answer and sends the next. Every sleep ends in a wake-up, and on a
 virtual machine an idle vCPU halts: waking it goes through the hypervisor and costs tens of
-microseconds (on the benchmark VM, with guest halt polling off, two such wake-ups per
-transaction halved pgbench's c=1 rate through the gateway).
+microseconds (on the benchmark VM, with guest halt polling off, they cost 25-40% of
+pgbench's c=1 rate through the gateway).
 
 While active, :class:`BusyPoll` keeps one callback on the loop's ready queue, so the loop
 polls its sockets with a zero timeout instead of blocking. Activity (the relay calls
