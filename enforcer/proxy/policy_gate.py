@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import pglast.parser
-
 from enforcer import metrics
 from enforcer.analysis import Analysis, AnalysisError, StatementFacts, analyse
+from enforcer.analysis.normalise import normalise
 from enforcer.audit.decision_log import (
     DecisionLog,
     DecisionLogError,
@@ -122,13 +121,6 @@ def facts_key(text: str) -> str:
     """The statement facts minus text/AST: statements that differ only in literals share it."""
     jsons = statement_jsons(text)
     return "\0" + text if jsons is None else "\x1e".join(jsons)
-
-
-def normalised(text: str) -> str | None:
-    try:
-        return pglast.parser.normalize(text)
-    except pglast.parser.ParseError:
-        return None
 
 
 #: Statement kinds whose facts come from identifiers and structure only, never from literal values.
@@ -264,7 +256,7 @@ class PolicyGate:
         """
         if self.cache_key != "facts" or self.record_ast:
             return text
-        norm = normalised(text)
+        norm = normalise(text)
         return norm if norm is not None and norm != text and literal_independent(norm) else text
 
     def replace_engine(self, engine: PolicyEngine) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from enforcer.analysis.normalise import normalise
 from enforcer.audit.decision_log import DecisionLog, DecisionLogError
 from enforcer.config import SHIPPED_POLICIES
 from enforcer.identity import Identity
@@ -107,9 +108,7 @@ def test_literals_share_one_analysis_but_records_keep_their_text() -> None:
     ],
 )
 def test_literal_dependent_statements_are_analysed_as_written(sql: str) -> None:
-    from enforcer.proxy.policy_gate import normalised
-
-    norm = normalised(sql)
+    norm = normalise(sql)
     assert norm is None or norm == sql or not literal_independent(norm)
 
 
