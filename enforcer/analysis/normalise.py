@@ -65,9 +65,9 @@ class LiteralTemplates:
             normalised = pglast.parser.normalize(text)
         except pglast.parser.ParseError:
             return None
-        pattern = template_of(text, normalised)
-        if pattern is not None:
-            self._learn(key, pattern, normalised)
+        learnt = template_of(text, normalised)
+        if learnt is not None:
+            self._learn(key, learnt, normalised)
         return normalised
 
     def _learn(self, key: str, pattern: re.Pattern[str], normalised: str) -> None:
