@@ -199,14 +199,20 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
             await asyncio.sleep(0.2)
             try:
                 log_.write_deferred()
-                if asyncio.get_running_loop().time() - last_sync >= log_.fsync_interval:
+                if (
+                    log_.fsync_mode == "interval"
+                    and asyncio.get_running_loop().time() - last_sync >= log_.fsync_interval
+                ):
                     last_sync = asyncio.get_running_loop().time()
                     await asyncio.to_thread(log_.flush)
             except DecisionLogError as exc:
                 log.error("%s", exc, extra={"event": "decision_log_failed"})
 
     prefetch = asyncio.ensure_future(oidc.prefetch()) if oidc is not None else None  # warm, do not block
-    flusher = asyncio.ensure_future(flush_decision_log()) if gate.decision_log.directory else None
+    flusher = None
+    if gate.decision_log.directory:
+        gate.decision_log.sync_in_background = True
+        flusher = asyncio.ensure_future(flush_decision_log())
     asyncio.get_running_loop().add_signal_handler(
         signal.SIGHUP, lambda: asyncio.ensure_future(reload("SIGHUP"))
     )

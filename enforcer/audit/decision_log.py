@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS = "0" * 64
 #: Outcome records held in memory at most this many bytes before they are written.
@@ -39,6 +39,18 @@ _MAX_IOVEC = 512
 SEGMENT_SUFFIX = ".jsonl"
 ANCHORS = "anchors.jsonl"
 _HASH_TAIL = len(',"hash":"') + 64 + len('"}')
+
+
+class Outcome(NamedTuple):
+    """What came of one decided statement, for its ``outcome`` record."""
+
+    decision_id: str
+    session: str
+    forwarded: bool
+    command_tag: str
+    rows: int | None
+    duration_ms: float
+    error: dict[str, str] | None
 
 
 class DecisionLogError(Exception):
@@ -212,6 +224,9 @@ class DecisionLog:
         self._size = 0
         self._last_fsync = time.monotonic()
         self._dirty = False
+        #: fsync: interval is left to a thread calling :meth:`flush` (the gateway's), never done
+        #: inline on the data path, where one fdatasync stalls every session for milliseconds.
+        self.sync_in_background = False
         #: Chained lines not yet written (outcome records), written before anything else.
         self._deferred: list[bytes] = []
         self._deferred_size = 0
@@ -370,18 +385,19 @@ class DecisionLog:
         self._size += written
         self._dirty = True
         if self.fsync_mode == "always" or (
-            self.fsync_mode == "interval" and time.monotonic() - self._last_fsync >= self.fsync_interval
+            self.fsync_mode == "interval"
+            and not self.sync_in_background
+            and time.monotonic() - self._last_fsync >= self.fsync_interval
         ):
             os.fdatasync(self._fd)
             self._last_fsync = time.monotonic()
             self._dirty = False
 
-    def _write_record(self, body_open: str, *, defer: bool = False) -> None:
-        """Chain and write one record. ``defer``: it may wait (in order) for the next write or flush;
-        outcome records do, since nothing waits on them (a decision record never does)."""
-        self._write_parts([body_open.encode()], defer=defer)
+    def _write_record(self, body_open: str) -> None:
+        """Chain and write one record (with the outcome records held before it)."""
+        self._write_parts([body_open.encode()])
 
-    def _write_parts(self, parts: list[bytes], *, defer: bool = False) -> None:
+    def _write_parts(self, parts: list[bytes]) -> None:
         if self.directory is None:
             self.memory.append(json.loads(b"".join(parts) + b"}"))
             return
@@ -389,11 +405,6 @@ class DecisionLog:
             with self._lock:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
-                if defer and self._deferred_size < _DEFER_BYTES:
-                    line = self._chain(parts)
-                    self._deferred += line
-                    self._deferred_size += sum(map(len, line))
-                    return
                 self._append(parts)
                 if self._size >= self.rotate_size:
                     self._rotate()
@@ -460,20 +471,51 @@ class DecisionLog:
         duration_ms: float,
         error: dict[str, str] | None,
     ) -> None:
-        """What came of a decided statement: rows, command tag, duration, error.
+        """What came of one decided statement (see :meth:`write_outcomes`)."""
+        self.write_outcomes([Outcome(decision_id, session, forwarded, command_tag, rows, duration_ms, error)])
+
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Outcome records, in order, with one timestamp (they are written together).
 
         Held in memory (chained, in order) until the next decision record, a flush, or 64 KiB:
         a statement's outcome is known only after it ran, so nothing waits on it, and one write
-        per few statements instead of one per statement matters for prepared statements."""
+        per few statements instead of one per statement matters for prepared statements. The
+        statement tracker hands over a batch at a time: at one client this work sits between a
+        response and the next statement, so it is built here in one loop under one lock."""
+        if not outcomes:
+            return
+        timestamp = now_rfc3339()
+        bodies = []
         # Built by hand: this runs for every execution. Ids are the gateway's own (uuid, hex).
-        err = "null" if error is None else json.dumps(error, separators=(",", ":"))
-        body = (
-            f'{{"event":"outcome","decision_id":"{decision_id}","timestamp":"{now_rfc3339()}",'
-            f'"session":"{session}","forwarded":{"true" if forwarded else "false"},'
-            f'"command_tag":{json_string(command_tag)},"rows":{"null" if rows is None else int(rows)},'
-            f'"duration_ms":{round(duration_ms, 3)},"error":{err}'
-        )
-        self._write_record(body, defer=True)
+        for o in outcomes:
+            err = "null" if o.error is None else json.dumps(o.error, separators=(",", ":"))
+            rows = "null" if o.rows is None else int(o.rows)
+            bodies.append(
+                f'{{"event":"outcome","decision_id":"{o.decision_id}","timestamp":"{timestamp}",'
+                f'"session":"{o.session}","forwarded":{"true" if o.forwarded else "false"},'
+                f'"command_tag":{json_string(o.command_tag)},"rows":{rows},'
+                f'"duration_ms":{round(o.duration_ms, 3)},"error":{err}'.encode()
+            )
+        if self.directory is None:
+            self.memory.extend(json.loads(body + b"}") for body in bodies)
+            return
+        try:
+            with self._lock:
+                if self._fd is None:
+                    raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
+                deferred = self._deferred
+                for body in bodies:
+                    line = self._chain([body])
+                    deferred += line
+                    self._deferred_size += len(body) + len(line[-1])
+                if self._deferred_size >= _DEFER_BYTES:
+                    self._append(None)
+                    if self._size >= self.rotate_size:
+                        self._rotate()
+        except OSError as exc:
+            raise DecisionLogError(
+                f"cannot write the decision log {self.path}: {exc.strerror or exc}"
+            ) from None
 
     def write_approval(self, event: dict[str, Any]) -> None:
         """An approval event (requested, approved, rejected, timed_out, withdrawn, executed, ...)."""
@@ -481,14 +523,27 @@ class DecisionLog:
         self._write_record(json.dumps(record, separators=(",", ":"), default=str)[:-1])
 
     def flush(self) -> None:
-        """fsync what was written (the interval policy's timer and shutdown call this)."""
+        """fsync what was written (the interval policy's timer and shutdown call this).
+
+        The fsync itself runs outside the lock, on a duplicate of the descriptor: the gateway
+        calls this from a thread, and records go on being appended while the disk catches up
+        (a rotation meanwhile closes the original, which it fsyncs itself)."""
         with self._lock:
             if self._fd is not None and self._deferred:
                 self._append(None)
-            if self._fd is not None and self._dirty:
-                os.fdatasync(self._fd)
-                self._dirty = False
-                self._last_fsync = time.monotonic()
+            if self._fd is None or not self._dirty:
+                return
+            fd = os.dup(self._fd)
+            self._dirty = False
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._dirty = True
+            what = exc.strerror or exc
+            raise DecisionLogError(f"cannot fsync the decision log {self.path}: {what}") from None
+        finally:
+            os.close(fd)
+        self._last_fsync = time.monotonic()
 
     def close(self) -> None:
         """End the stream cleanly: a ``close`` record tells verify that nothing after it is missing."""

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from enforcer.audit.decision_log import DecisionLogError
+from enforcer.audit.decision_log import DecisionLogError, Outcome
 from enforcer.audit.sessions import StatementEvent
 from enforcer.wire import BindHead, DataRow, ErrorResponse, Execute, Parse, Query, RowDescription
 
@@ -102,6 +102,8 @@ class StatementTracker:
         self.seq = 0
         #: Reports not yet processed, in stream order (see :meth:`drain`).
         self._queue: list[tuple[Any, ...]] = []
+        #: Outcome records of the statements completed by this drain, written together at its end.
+        self._outcomes: list[Outcome] = []
         self._drain_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ what the relay reports
@@ -150,6 +152,22 @@ class StatementTracker:
                     self._backend(type_byte, payload, cycle, now)
                     if type_byte == _Z:
                         cycle += 1
+        self._write_outcomes()
+
+    def _write_outcomes(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes or self.decision_log is None:
+            return
+        try:
+            self.decision_log.write_outcomes(outcomes)
+        except DecisionLogError as exc:
+            log.error(
+                "%s (%d outcome record(s) lost, the first of decision %s)",
+                exc,
+                len(outcomes),
+                outcomes[0].decision_id,
+                extra={"event": "decision_log_failed"},
+            )
 
     # ------------------------------------------------------------------ frontend side
     def _message(
@@ -248,23 +266,17 @@ class StatementTracker:
         error = unit.error
         tag = "; ".join(unit.tags)
         if self.decision_log is not None and info.decision_id:
-            try:
-                self.decision_log.write_outcome(
-                    decision_id=info.decision_id,
-                    session=self.session_id,
-                    forwarded=unit.forwarded,
-                    command_tag=tag,
-                    rows=unit.rows,
-                    duration_ms=duration_ms,
-                    error={"sqlstate": error[0], "message": error[1]} if error else None,
-                )
-            except DecisionLogError as exc:
-                log.error(
-                    "%s (outcome of decision %s)",
-                    exc,
+            self._outcomes.append(
+                Outcome(
                     info.decision_id,
-                    extra={"event": "decision_log_failed"},
+                    self.session_id,
+                    unit.forwarded,
+                    tag,
+                    unit.rows,
+                    duration_ms,
+                    {"sqlstate": error[0], "message": error[1]} if error else None,
                 )
+            )
         if self.recorder is not None:
             self.recorder.put(
                 StatementEvent(
@@ -298,6 +310,7 @@ class StatementTracker:
             if unit.error is None:
                 unit.error = ("", "no result: the session ended before the statement completed")
             self._finish(unit, now)
+        self._write_outcomes()
 
 
 def _shown(raw: bytes) -> str:

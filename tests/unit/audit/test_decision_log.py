@@ -308,3 +308,73 @@ def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
     assert rfc3339(0.5) == "1970-01-01T00:00:00.500000Z"
     assert rfc3339(1795729773.000001) == "2026-11-26T21:49:33.000001Z"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", now_rfc3339())
+
+
+def test_fsync_interval_is_left_to_the_background_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    log = make_log(tmp_path, fsync="interval", fsync_interval=0.0)
+    synced.clear()
+    write_decisions(log, 2)
+    assert len(synced) == 2  # no flusher: every write past the interval syncs inline
+    log.sync_in_background = True
+    synced.clear()
+    write_decisions(log, 3, start=2)
+    assert synced == []  # the data path never waits for the disk
+    log.flush()
+    assert len(synced) == 1
+    log.close()
+    assert verify_directory(tmp_path).ok
+
+
+def test_flush_syncs_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    log = make_log(tmp_path, fsync="interval")
+    log.sync_in_background = True
+    write_decisions(log, 1)
+    in_sync, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def slow_sync(fd: int) -> None:
+        in_sync.set()
+        assert release.wait(10), "the test did not release the sync"
+        real(fd)
+
+    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", slow_sync)
+    flusher = threading.Thread(target=log.flush)
+    flusher.start()
+    assert in_sync.wait(10)
+    writer = threading.Thread(target=write_decisions, args=(log, 1, 1))
+    writer.start()
+    writer.join(5)
+    wrote_during_sync = not writer.is_alive()
+    release.set()
+    writer.join()
+    flusher.join()
+    assert wrote_during_sync, "a record had to wait for the fsync"
+    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", real)
+    log.close()
+    assert verify_directory(tmp_path).ok
+
+
+def test_a_failed_flush_is_a_decision_log_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = make_log(tmp_path, fsync="interval")
+    log.sync_in_background = True
+    write_decisions(log, 1)
+    real = os.fdatasync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", failing)
+    with pytest.raises(DecisionLogError, match=r"cannot fsync the decision log .*Input/output error"):
+        log.flush()
+    synced: list[int] = []
+    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    log.flush()
+    assert len(synced) == 1  # still dirty: the next flush syncs what the failed one did not
+    log.close()
