@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from enforcer.audit.decision_log import DecisionLogError
+from enforcer.audit.decision_log import DecisionLog, DecisionLogError
 from enforcer.config import Config, ConfigError, load_config, parse_duration
 from enforcer.policy.engine import PolicyError
 
@@ -129,10 +132,29 @@ def build_policy_gate(config: Config, *, worker_index: int = 0) -> PolicyGate:
     )
 
 
+def _copy_soon(decision_log: DecisionLog) -> Callable[[], None]:
+    """The decision log's hook: copy journalled records into the segment on the loop's next
+    turn, that is right after the statement that stored them was forwarded."""
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+
+    def copy() -> None:
+        try:
+            decision_log.write_pending()
+        except DecisionLogError as exc:  # the records are in the journal; the chain now refuses
+            logging.getLogger("pgwarden.audit").error("%s", exc, extra={"event": "decision_log_failed"})
+
+    def schedule() -> None:
+        if threading.get_ident() == loop_thread:
+            loop.call_soon(copy)
+        else:  # an approval decided on another thread
+            loop.call_soon_threadsafe(copy)
+
+    return schedule
+
+
 async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCVerifier | None) -> None:
     """Serve until SIGTERM; SIGHUP reloads policies and data (a broken policy keeps the old one)."""
-    import logging
-
     from enforcer.policy.engine import EmbeddedEngine
 
     log = logging.getLogger("pgwarden.server")
@@ -198,7 +220,7 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
         while True:
             await asyncio.sleep(0.2)
             try:
-                log_.write_deferred()
+                log_.write_pending()
                 if (
                     log_.fsync_mode == "interval"
                     and asyncio.get_running_loop().time() - last_sync >= log_.fsync_interval
@@ -212,6 +234,7 @@ async def _serve(config: Config, gateway: Gateway, gate: PolicyGate, oidc: OIDCV
     flusher = None
     if gate.decision_log.directory:
         gate.decision_log.sync_in_background = True
+        gate.decision_log.copy_soon = _copy_soon(gate.decision_log)
         flusher = asyncio.ensure_future(flush_decision_log())
     asyncio.get_running_loop().add_signal_handler(
         signal.SIGHUP, lambda: asyncio.ensure_future(reload("SIGHUP"))
@@ -772,6 +795,37 @@ def audit_verify(
         for note in s.notes:
             typer.echo(f"     note: {note}")
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("recover")
+def audit_recover(
+    config: OptionalConfigOpt = None,
+    directory: LogDirOpt = None,
+) -> None:
+    """Append the records a stopped gateway left in its journal to its last segment.
+
+    A gateway stores each decision record in its stream's journal before it forwards the
+    statement, and copies it into the segment right after; killed in between, it leaves
+    records only in the journal. It recovers them itself when it starts again; this does
+    the same for a gateway that stays stopped (exit 1 if a stream could not be recovered).
+    """
+    from enforcer.audit.decision_log import recover_stream
+
+    root = _decision_log_dir(config, directory)
+    if not root.is_dir():
+        raise _fail(f"{root} is not a directory; pass the decision log directory (audit.decision_log.dir)")
+    failed = False
+    for stream_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            count = recover_stream(stream_dir)
+        except (DecisionLogError, OSError) as exc:
+            typer.echo(f"FAIL {stream_dir.name}: {exc}")
+            failed = True
+            continue
+        what = f"recovered {count} record(s) from the journal" if count else "nothing to recover"
+        typer.echo(f"ok   {stream_dir.name}: {what}")
+    if failed:
         raise typer.Exit(1)
 
 

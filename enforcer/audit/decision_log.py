@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from enforcer.audit.journal import JOURNAL, Journal
+
+log = logging.getLogger("pgwarden.audit")
 
 GENESIS = "0" * 64
 #: Outcome records held in memory at most this many bytes before they are written.
@@ -189,6 +194,108 @@ def read_tip(path: Path) -> ChainTip | None:
         return None
 
 
+def chained_line(line: bytes) -> tuple[int, str, str, str] | None:
+    """``(seq, prev, hash, event)`` of a whole record line whose hash matches its content, else None."""
+    if not line.endswith(b"\n"):
+        return None
+    parts = split_hash(line[:-1])
+    if parts is None or hashlib.sha256(parts[0]).hexdigest() != parts[1]:
+        return None
+    try:
+        record = json.loads(parts[0])
+        chain = record["chain"]
+        return int(chain["seq"]), str(chain["prev"]), parts[1], str(record.get("event", ""))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def recover_journal(
+    stream_dir: Path, path: Path, tip: ChainTip, journal: Journal
+) -> tuple[ChainTip, int, Journal]:
+    """Append to the segment ``path`` the records ``journal`` holds beyond ``tip``: those a
+    process that ended without closing the stream had stored, and forwarded, but not yet
+    copied. Returns the new tip, how many records were recovered, and the journal to go on
+    with (a fresh one when this one was kept aside).
+
+    Only lines whose hash matches and that continue the chain exactly are taken. If the
+    segment ends with a cut record (the copy was interrupted), its bytes must be the start
+    of the first recovered line; the cut is then completed by that line. Otherwise nothing
+    is touched and the journal is kept aside for the auditor."""
+    run: list[bytes] = []
+    seq, prev, event = tip.seq, tip.hash, tip.event
+    for line in journal.pending():
+        found = chained_line(line)
+        if found is None:
+            break
+        if found[0] <= seq and not run:
+            continue  # copied before the process ended
+        if found[0] != seq + 1 or found[1] != prev:
+            break
+        run.append(line)
+        seq, prev, event = found[0], found[2], found[3]
+    if not run:
+        return tip, 0, journal
+    with open(path, "r+b") as f:
+        if tip.torn_bytes:
+            f.seek(-tip.torn_bytes, os.SEEK_END)
+            if not run[0].startswith(f.read()):
+                aside = stream_dir / f"{JOURNAL}.unrecovered-{int(time.time())}"
+                os.replace(journal.path, aside)
+                journal.close()
+                log.error(
+                    "the decision log segment %s ends with a cut record that is not in the journal; "
+                    "%d journal record(s) were not recovered and are kept in %s",
+                    path,
+                    len(run),
+                    aside,
+                    extra={"event": "decision_log_recovery_failed"},
+                )
+                return tip, 0, Journal(stream_dir / JOURNAL)
+            f.truncate(f.seek(-tip.torn_bytes, os.SEEK_END))
+        f.seek(0, os.SEEK_END)
+        f.write(b"".join(run))
+        f.flush()
+        os.fsync(f.fileno())
+    log.warning(
+        "recovered %d decision log record(s) from the journal into %s (its writer did not close it)",
+        len(run),
+        path,
+        extra={"event": "decision_log_recovered"},
+    )
+    return ChainTip(seq, prev, event, 0), len(run), journal
+
+
+def recover_stream(stream_dir: Path) -> int:
+    """Recover a stream whose gateway is not running (``pgwarden audit recover``): the records
+    of its journal not yet in its last segment are appended to it. Returns how many."""
+    lock_fd = os.open(stream_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DecisionLogError(
+                f"a gateway is writing the decision log stream {stream_dir}; it recovers its journal "
+                "itself when it starts"
+            ) from None
+        segments = segments_of(stream_dir)
+        if not segments or not (stream_dir / JOURNAL).exists():
+            return 0
+        path = segments[-1][1]
+        tip = read_tip(path)
+        if tip is None:
+            raise DecisionLogError(f"the last segment {path} has no whole record to chain on")
+        journal = Journal(stream_dir / JOURNAL)
+        try:
+            _, count, journal = recover_journal(stream_dir, path, tip, journal)
+            if count:
+                journal.reset()
+        finally:
+            journal.close()
+        return count
+    finally:
+        os.close(lock_fd)
+
+
 class DecisionLog:
     """Appends records to this process's chain (or keeps them in memory when ``directory`` is None)."""
 
@@ -227,9 +334,16 @@ class DecisionLog:
         #: fsync: interval is left to a thread calling :meth:`flush` (the gateway's), never done
         #: inline on the data path, where one fdatasync stalls every session for milliseconds.
         self.sync_in_background = False
-        #: Chained lines not yet written (outcome records), written before anything else.
-        self._deferred: list[bytes] = []
-        self._deferred_size = 0
+        #: Chained lines in the journal and not yet in the segment, in chain order.
+        self._unwritten: list[bytes] = []
+        self._unwritten_size = 0
+        self._journal: Journal | None = None
+        #: Set by the gateway: asks its event loop to call :meth:`write_pending` soon. Without
+        #: it (tools, tests), every record is copied into the segment before the call returns.
+        self.copy_soon: Callable[[], None] | None = None
+        self._copy_scheduled = False
+        #: Records the last start recovered from the journal (a crashed process had not copied them).
+        self.recovered = 0
         if directory is None:
             return
         if not stream:
@@ -245,6 +359,7 @@ class DecisionLog:
                     f"another gateway process is writing the decision log stream {self.stream_dir}; "
                     "give each gateway its own audit.instance"
                 ) from None
+            self._journal = Journal(self.stream_dir / JOURNAL)
             self._resume()
         except OSError as exc:
             raise DecisionLogError(
@@ -276,8 +391,14 @@ class DecisionLog:
                     f"the last segment {path} has no whole record to chain on; run `pgwarden audit verify` "
                     "and move the damaged segment aside"
                 )
+            assert self._journal is not None
+            tip, self.recovered, self._journal = recover_journal(self.stream_dir, path, tip, self._journal)
             self._seq, self._prev, self._segment = tip.seq, tip.hash, number
             previous = {"segment": number, "closed": tip.event == "close", "torn_bytes": tip.torn_bytes}
+            if self.recovered:
+                previous["recovered"] = self.recovered
+        assert self._journal is not None
+        self._journal.reset()
         self._open_segment(previous)
 
     def _open_segment(self, previous: dict[str, Any] | None) -> None:
@@ -342,35 +463,49 @@ class DecisionLog:
             path.unlink()
 
     # ------------------------------------------------------------------ writing
-    def _chain(self, parts: list[bytes]) -> list[bytes]:
-        """One complete record: ``parts`` hold an open JSON object in pieces, returned with the chain
-        member and the hash after them (seq and prev advance; nothing is written yet). The pieces
-        are hashed and later written as they are, never joined: a decision record is a few KiB."""
+    def _chain(self, parts: list[bytes]) -> bytes:
+        """One complete record line: ``parts`` hold an open JSON object in pieces, closed with the
+        chain member and the hash (seq and prev advance; nothing is stored yet)."""
         self._seq += 1
         chain = f',"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}'.encode()
-        if len(parts) == 1:
-            h = hashlib.sha256(parts[0])
-        else:
-            h = hashlib.sha256()
-            for part in parts:
-                h.update(part)
-        h.update(chain)
-        h.update(b"}")
-        digest = h.hexdigest()
+        body = b"".join(parts) + chain
+        digest = hashlib.sha256(body + b"}").hexdigest()
         self._prev = digest
-        return [*parts, b'%s,"hash":"%s"}\n' % (chain, digest.encode())]
+        return b'%s,"hash":"%s"}\n' % (body, digest.encode())
+
+    def _stage(self, line: bytes) -> None:
+        """Store a chained line in the journal (the record now survives this process) and queue
+        it for the segment. A line the journal cannot take is copied with those before it."""
+        journal = self._journal
+        assert journal is not None
+        if not journal.put(line):
+            self._copy()
+            if not journal.put(line):  # larger than the whole ring: straight to the segment
+                self._unwritten.append(line)
+                self._unwritten_size += len(line)
+                self._copy()
+                return
+        self._unwritten.append(line)
+        self._unwritten_size += len(line)
 
     def _append(self, parts: list[bytes] | None) -> None:
-        """Write the deferred lines, then (if given) one more record, in one write(2)."""
+        """Chain one record (if given) and copy everything staged into the segment now."""
+        if parts is not None:
+            self._stage(self._chain(parts))
+        self._copy()
+
+    def _copy(self) -> None:
+        """Write the staged lines to the segment, in one write(2)."""
         assert self._fd is not None
-        pieces = self._deferred if parts is None else self._deferred + self._chain(parts)
+        self._copy_scheduled = False
+        pieces = self._unwritten
         if not pieces:
             return
-        self._deferred = []
-        self._deferred_size = 0
+        expected = self._unwritten_size
+        self._unwritten = []
+        self._unwritten_size = 0
         if len(pieces) > _MAX_IOVEC:
             pieces = [b"".join(pieces)]
-        expected = sum(map(len, pieces))
         try:
             written = os.writev(self._fd, pieces)
         except OSError:
@@ -382,6 +517,8 @@ class DecisionLog:
             # record that does not exist. Stop writing; every later statement is refused.
             self._fd = None
             raise DecisionLogError(f"short write to the decision log {self.path}")
+        assert self._journal is not None
+        self._journal.copied()
         self._size += written
         self._dirty = True
         if self.fsync_mode == "always" or (
@@ -394,10 +531,12 @@ class DecisionLog:
             self._dirty = False
 
     def _write_record(self, body_open: str) -> None:
-        """Chain and write one record (with the outcome records held before it)."""
+        """Chain and write one record."""
         self._write_parts([body_open.encode()])
 
     def _write_parts(self, parts: list[bytes]) -> None:
+        """Chain one record and store it in the journal; copied into the segment now, or (with
+        :attr:`copy_soon`) as soon as the caller is done forwarding."""
         if self.directory is None:
             self.memory.append(json.loads(b"".join(parts) + b"}"))
             return
@@ -405,22 +544,34 @@ class DecisionLog:
             with self._lock:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
-                self._append(parts)
-                if self._size >= self.rotate_size:
-                    self._rotate()
+                self._stage(self._chain(parts))
+                self._copy_later()
         except OSError as exc:
             raise DecisionLogError(
                 f"cannot write the decision log {self.path}: {exc.strerror or exc}"
             ) from None
 
-    def write_deferred(self) -> None:
-        """Write outcome records still held in memory (the gateway calls this every few hundred ms)."""
-        if self.directory is None or not self._deferred:
+    def _copy_later(self) -> None:
+        if self.copy_soon is None or self.fsync_mode == "always":
+            self._copy()
+            if self._size >= self.rotate_size:
+                self._rotate()
+        elif not self._copy_scheduled:
+            self._copy_scheduled = True
+            self.copy_soon()
+
+    def write_pending(self) -> None:
+        """Copy what the journal holds into the segment (the gateway's loop calls this right
+        after forwarding; the flusher calls it every few hundred ms for outcome records)."""
+        if self.directory is None:
             return
         try:
             with self._lock:
-                if self._fd is not None and self._deferred:
-                    self._append(None)
+                self._copy_scheduled = False
+                if self._fd is not None and self._unwritten:
+                    self._copy()
+                    if self._size >= self.rotate_size:
+                        self._rotate()
         except OSError as exc:
             raise DecisionLogError(
                 f"cannot write the decision log {self.path}: {exc.strerror or exc}"
@@ -477,9 +628,10 @@ class DecisionLog:
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """Outcome records, in order, with one timestamp (they are written together).
 
-        Held in memory (chained, in order) until the next decision record, a flush, or 64 KiB:
-        a statement's outcome is known only after it ran, so nothing waits on it, and one write
-        per few statements instead of one per statement matters for prepared statements. The
+        Stored in the journal and copied into the segment with the next decision record, a
+        flush, or at 64 KiB: a statement's outcome is known only after it ran, so nothing waits
+        on it, and one write per few statements instead of one per statement matters for
+        prepared statements. The
         statement tracker hands over a batch at a time: at one client this work sits between a
         response and the next statement, so it is built here in one loop under one lock."""
         if not outcomes:
@@ -503,13 +655,10 @@ class DecisionLog:
             with self._lock:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
-                deferred = self._deferred
                 for body in bodies:
-                    line = self._chain([body])
-                    deferred += line
-                    self._deferred_size += len(body) + len(line[-1])
-                if self._deferred_size >= _DEFER_BYTES:
-                    self._append(None)
+                    self._stage(self._chain([body]))
+                if self._unwritten_size >= _DEFER_BYTES:
+                    self._copy()
                     if self._size >= self.rotate_size:
                         self._rotate()
         except OSError as exc:
@@ -529,8 +678,8 @@ class DecisionLog:
         calls this from a thread, and records go on being appended while the disk catches up
         (a rotation meanwhile closes the original, which it fsyncs itself)."""
         with self._lock:
-            if self._fd is not None and self._deferred:
-                self._append(None)
+            if self._fd is not None and self._unwritten:
+                self._copy()
             if self._fd is None or not self._dirty:
                 return
             fd = os.dup(self._fd)
@@ -556,8 +705,12 @@ class DecisionLog:
                     self._append([json.dumps(close, separators=(",", ":"))[:-1].encode()])
                     os.fsync(self._fd)
                 finally:
-                    os.close(self._fd)
+                    if self._fd is not None:
+                        os.close(self._fd)
                     self._fd = None
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from enforcer.audit.decision_log import ANCHORS, GENESIS, segment_number, segments_of, split_hash
+from enforcer.audit.decision_log import (
+    ANCHORS,
+    GENESIS,
+    chained_line,
+    segment_number,
+    segments_of,
+    split_hash,
+)
+from enforcer.audit.journal import JOURNAL, read_pending
 
 
 @dataclass
@@ -78,6 +86,21 @@ def _anchors(stream_dir: Path) -> dict[int, dict[str, Any]]:
             except (ValueError, KeyError, TypeError):
                 continue
     return out
+
+
+def journalled_after(stream_dir: Path, seq: int, digest: str) -> int:
+    """How many records of the stream's journal continue the chain after ``seq``/``digest``."""
+    count = 0
+    for line in read_pending(stream_dir / JOURNAL):
+        found = chained_line(line)
+        if found is None:
+            break
+        if found[0] <= seq and not count:
+            continue
+        if found[0] != seq + 1 or found[1] != digest:
+            break
+        seq, digest, count = found[0], found[2], count + 1
+    return count
 
 
 def verify_stream(stream_dir: Path) -> StreamReport:
@@ -186,10 +209,23 @@ def verify_stream(stream_dir: Path) -> StreamReport:
                 f"truncated (a crash during a write leaves this too; the {rep.records} records before "
                 "it verify)"
             )
+            journalled = journalled_after(stream_dir, prev_seq, prev_hash)
+            if journalled:
+                rep.problem += (
+                    f"; the journal holds {journalled} record(s) from there on: `pgwarden audit recover` "
+                    "completes the segment with them"
+                )
             return rep
         torn_before = len(tail)
     rep.last_seq = prev_seq
     rep.closed = last_event == "close"
+    journalled = journalled_after(stream_dir, prev_seq, prev_hash)
+    if journalled:
+        rep.notes.append(
+            f"{journalled} record(s) are in the journal and not yet in a segment: the gateway is "
+            "running, or it stopped without copying them (`pgwarden audit recover` appends them "
+            "once it has stopped; the gateway does when it starts)"
+        )
     if rep.anchored_from is not None:
         anchor = anchors[rep.anchored_from - 1]
         recorded = chained_anchors.get(rep.anchored_from - 1)

@@ -259,7 +259,7 @@ def test_outcomes_wait_in_memory_in_chain_order_until_the_next_write(tmp_path: P
     write_decisions(log, 1, start=1)  # a decision record takes the held outcome with it, first
     assert [json.loads(x)["event"] for x in lines_of(seg)] == ["segment", "decision", "outcome", "decision"]
     outcome(1)
-    log.write_deferred()
+    log.write_pending()
     records = [json.loads(x) for x in lines_of(seg)]
     assert records[-1]["event"] == "outcome" and records[-1]["error"] is None and records[-1]["rows"] == 1
     outcome(2)

@@ -32,7 +32,7 @@ def test_outcomes_of_a_drain_are_written_in_order_with_one_timestamp(tmp_path: P
     log = DecisionLog(tmp_path, stream="gw-w0")
     tracker = StatementTracker("s1", recorder=None, decision_log=log)
     run_statements(tracker, 3)  # no running loop: each report is processed at once
-    log.write_deferred()
+    log.write_pending()
     lines = (tmp_path / "gw-w0" / "000001.jsonl").read_bytes().splitlines()
     outcomes = [r for r in map(json.loads, lines) if r["event"] == "outcome"]
     assert [o["decision_id"] for o in outcomes] == ["d0", "d1", "d2"]
