@@ -12,7 +12,8 @@ switch). Two configurations:
 - bare relay: framing, decoding and cycle tracking with a gate that allows everything
   and no audit trail;
 - shipped policy: the PolicyGate on the shipped policies (decisions cached per session
-  as in a real session), the hash-chained decision log on disk, and the statement
+  as in a real session), the hash-chained decision log on disk (each record copied from the
+  journal into its segment at once: a gateway does that after forwarding), and the statement
   tracker writing outcome records.
 
 Prints microseconds per transaction, best of five runs; bench/run.py puts the same

@@ -302,6 +302,7 @@ def write_results(
         "",
         "bench/relay_cost.py (same run): the relay fed pgbench's and Postgres's bytes in a hot loop,",
         "no sockets. A real run multiplies these figures: caches are cold after every context switch.",
+        "Here the decision record is copied into its segment at once; a gateway copies it after forwarding.",
         "",
         "| configuration | mode | µs per transaction |",
         "|---|---|---:|",
