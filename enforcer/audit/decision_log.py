@@ -1,9 +1,11 @@
 """Decision log: OPA-style decision-log events, as hash-chained JSON-lines segments.
 
 Owns: the record shape (OPA's decision_id, timestamp, path, input, result,
-labels, metrics, plus what the enforcer did), appending it before the statement
-it describes is forwarded, the hash chain, segment rotation, retention anchors
-and the fsync policy.
+labels, metrics, plus what the enforcer did), storing it before the statement it
+describes is forwarded (in the stream's journal, :mod:`enforcer.audit.journal`;
+copied into the segment right after), recovering what a killed process left in
+the journal, the hash chain, segment rotation, retention anchors and the fsync
+policy.
 Never: swallows a write failure (the caller refuses the statement, or forwards
 it with a loud error when configured to fail open); rewrites or deletes a record
 other than by retention of whole segments.
@@ -37,7 +39,7 @@ from enforcer.audit.journal import JOURNAL, Journal
 log = logging.getLogger("pgwarden.audit")
 
 GENESIS = "0" * 64
-#: Outcome records held in memory at most this many bytes before they are written.
+#: Outcome records staged (in the journal) at most this many bytes before they are copied.
 _DEFER_BYTES = 64 * 1024
 #: Pieces handed to one writev(2) at most (Linux's IOV_MAX is 1024); more are joined first.
 _MAX_IOVEC = 512
@@ -631,9 +633,9 @@ class DecisionLog:
         Stored in the journal and copied into the segment with the next decision record, a
         flush, or at 64 KiB: a statement's outcome is known only after it ran, so nothing waits
         on it, and one write per few statements instead of one per statement matters for
-        prepared statements. The
-        statement tracker hands over a batch at a time: at one client this work sits between a
-        response and the next statement, so it is built here in one loop under one lock."""
+        prepared statements. The statement tracker hands over a batch at a time: at one client
+        this work sits between a response and the next statement, so it is built here in one
+        loop under one lock."""
         if not outcomes:
             return
         timestamp = now_rfc3339()
