@@ -299,6 +299,8 @@ class Relay:
             self.busy_poll.kick()
         self.cframer.feed(data)
         self._process_client_frames()
+        if self.tracker is not None:
+            self.tracker.drain_soon()  # while Postgres runs what was just forwarded
 
     def _process_client_frames(self) -> None:
         """Decide and forward every complete frame; forwards the received bytes as they are

@@ -67,3 +67,21 @@ def test_a_decision_log_failure_is_logged_not_raised(
         tracker.close()
     failures = [r for r in caplog.records if getattr(r, "event", "") == "decision_log_failed"]
     assert failures and "1 outcome record(s) lost, the first of decision d0" in failures[0].getMessage()
+
+
+def test_drain_soon_processes_the_reports_on_the_next_turn_of_the_loop() -> None:
+    import asyncio
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        log = DecisionLog(None)
+        tracker = StatementTracker("s1", recorder=None, decision_log=log)
+        tracker.message(Query("SELECT 1"), Verdict(decision_id="d0"), 0)
+        tracker.frames([frame(CommandComplete("SELECT 1")), frame(ReadyForQuery("I"))], 0)
+        tracker.drain_soon()
+        tracker.drain_soon()  # asked twice, drained once
+        before = [str(r["decision_id"]) for r in log.memory]
+        await asyncio.sleep(0)
+        return before, [str(r["decision_id"]) for r in log.memory]
+
+    before, after = asyncio.run(scenario())
+    assert before == [] and after == ["d0"]  # not before the relay's callback has returned
