@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -211,6 +211,37 @@ def chained_line(line: bytes) -> tuple[int, str, str, str] | None:
         return None
 
 
+def continuation(
+    lines: Iterable[bytes], seq: int, digest: str
+) -> list[tuple[bytes, tuple[int, str, str, str]]]:
+    """The lines that continue a chain whose last record is ``seq``/``digest``, each with what
+    :func:`chained_line` found in it. Lines at or before ``seq`` are skipped (copied before
+    their writer ended); the run stops at the first line that is not whole or not the next."""
+    run: list[tuple[bytes, tuple[int, str, str, str]]] = []
+    for line in lines:
+        found = chained_line(line)
+        if found is None:
+            break
+        if found[0] <= seq and not run:
+            continue
+        if found[0] != seq + 1 or found[1] != digest:
+            break
+        run.append((line, found))
+        seq, digest = found[0], found[2]
+    return run
+
+
+def _lock_stream(stream_dir: Path, busy: str) -> int:
+    """The stream's lock, held until the returned descriptor is closed; ``busy`` if another has it."""
+    fd = os.open(stream_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DecisionLogError(busy) from None
+    return fd
+
+
 def recover_journal(
     stream_dir: Path, path: Path, tip: ChainTip, journal: Journal
 ) -> tuple[ChainTip, int, Journal]:
@@ -223,20 +254,11 @@ def recover_journal(
     segment ends with a cut record (the copy was interrupted), its bytes must be the start
     of the first recovered line; the cut is then completed by that line. Otherwise nothing
     is touched and the journal is kept aside for the auditor."""
-    run: list[bytes] = []
-    seq, prev, event = tip.seq, tip.hash, tip.event
-    for line in journal.pending():
-        found = chained_line(line)
-        if found is None:
-            break
-        if found[0] <= seq and not run:
-            continue  # copied before the process ended
-        if found[0] != seq + 1 or found[1] != prev:
-            break
-        run.append(line)
-        seq, prev, event = found[0], found[2], found[3]
-    if not run:
+    found = continuation(journal.pending(), tip.seq, tip.hash)
+    if not found:
         return tip, 0, journal
+    run = [line for line, _ in found]
+    seq, _, digest, event = found[-1][1]
     with open(path, "r+b") as f:
         if tip.torn_bytes:
             f.seek(-tip.torn_bytes, os.SEEK_END)
@@ -264,21 +286,18 @@ def recover_journal(
         path,
         extra={"event": "decision_log_recovered"},
     )
-    return ChainTip(seq, prev, event, 0), len(run), journal
+    return ChainTip(seq, digest, event, 0), len(run), journal
 
 
 def recover_stream(stream_dir: Path) -> int:
     """Recover a stream whose gateway is not running (``pgwarden audit recover``): the records
     of its journal not yet in its last segment are appended to it. Returns how many."""
-    lock_fd = os.open(stream_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    lock_fd = _lock_stream(
+        stream_dir,
+        f"a gateway is writing the decision log stream {stream_dir}; it recovers its journal itself "
+        "when it starts",
+    )
     try:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DecisionLogError(
-                f"a gateway is writing the decision log stream {stream_dir}; it recovers its journal "
-                "itself when it starts"
-            ) from None
         segments = segments_of(stream_dir)
         if not segments or not (stream_dir / JOURNAL).exists():
             return 0
@@ -353,14 +372,11 @@ class DecisionLog:
         self.stream_dir = directory / stream
         try:
             self.stream_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.stream_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DecisionLogError(
-                    f"another gateway process is writing the decision log stream {self.stream_dir}; "
-                    "give each gateway its own audit.instance"
-                ) from None
+            self._lock_fd = _lock_stream(
+                self.stream_dir,
+                f"another gateway process is writing the decision log stream {self.stream_dir}; "
+                "give each gateway its own audit.instance",
+            )
             self._journal = Journal(self.stream_dir / JOURNAL)
             self._resume()
         except OSError as exc:
@@ -480,15 +496,14 @@ class DecisionLog:
         it for the segment. A line the journal cannot take is copied with those before it."""
         journal = self._journal
         assert journal is not None
-        if not journal.put(line):
+        stored = journal.put(line)
+        if not stored:  # the ring is full of lines not yet copied: copy them, then try again
             self._copy()
-            if not journal.put(line):  # larger than the whole ring: straight to the segment
-                self._unwritten.append(line)
-                self._unwritten_size += len(line)
-                self._copy()
-                return
+            stored = journal.put(line)
         self._unwritten.append(line)
         self._unwritten_size += len(line)
+        if not stored:  # larger than the whole ring: straight to the segment, before returning
+            self._copy()
 
     def _append(self, parts: list[bytes] | None) -> None:
         """Chain one record (if given) and copy everything staged into the segment now."""
@@ -532,6 +547,11 @@ class DecisionLog:
             self._last_fsync = time.monotonic()
             self._dirty = False
 
+    def _copy_and_rotate(self) -> None:
+        self._copy()
+        if self._size >= self.rotate_size:
+            self._rotate()
+
     def _write_record(self, body_open: str) -> None:
         """Chain and write one record."""
         self._write_parts([body_open.encode()])
@@ -555,9 +575,7 @@ class DecisionLog:
 
     def _copy_later(self) -> None:
         if self.copy_soon is None or self.fsync_mode == "always":
-            self._copy()
-            if self._size >= self.rotate_size:
-                self._rotate()
+            self._copy_and_rotate()
         elif not self._copy_scheduled:
             self._copy_scheduled = True
             self.copy_soon()
@@ -571,9 +589,7 @@ class DecisionLog:
             with self._lock:
                 self._copy_scheduled = False
                 if self._fd is not None and self._unwritten:
-                    self._copy()
-                    if self._size >= self.rotate_size:
-                        self._rotate()
+                    self._copy_and_rotate()
         except OSError as exc:
             raise DecisionLogError(
                 f"cannot write the decision log {self.path}: {exc.strerror or exc}"
@@ -660,9 +676,7 @@ class DecisionLog:
                 for body in bodies:
                     self._stage(self._chain([body]))
                 if self._unwritten_size >= _DEFER_BYTES:
-                    self._copy()
-                    if self._size >= self.rotate_size:
-                        self._rotate()
+                    self._copy_and_rotate()
         except OSError as exc:
             raise DecisionLogError(
                 f"cannot write the decision log {self.path}: {exc.strerror or exc}"

@@ -24,7 +24,7 @@ from typing import Any
 from enforcer.audit.decision_log import (
     ANCHORS,
     GENESIS,
-    chained_line,
+    continuation,
     segment_number,
     segments_of,
     split_hash,
@@ -90,17 +90,7 @@ def _anchors(stream_dir: Path) -> dict[int, dict[str, Any]]:
 
 def journalled_after(stream_dir: Path, seq: int, digest: str) -> int:
     """How many records of the stream's journal continue the chain after ``seq``/``digest``."""
-    count = 0
-    for line in read_pending(stream_dir / JOURNAL):
-        found = chained_line(line)
-        if found is None:
-            break
-        if found[0] <= seq and not count:
-            continue
-        if found[0] != seq + 1 or found[1] != digest:
-            break
-        seq, digest, count = found[0], found[2], count + 1
-    return count
+    return len(continuation(read_pending(stream_dir / JOURNAL), seq, digest))
 
 
 def verify_stream(stream_dir: Path) -> StreamReport:
