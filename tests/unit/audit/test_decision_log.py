@@ -26,6 +26,18 @@ def write_decisions(log: DecisionLog, n: int, start: int = 0) -> None:
         )
 
 
+REAL_FDATASYNC = os.fdatasync
+
+
+def count_syncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors of every fdatasync the decision log makes from now on (each still syncs)."""
+    synced: list[int] = []
+    monkeypatch.setattr(
+        "enforcer.audit.decision_log.os.fdatasync", lambda fd: (synced.append(fd), REAL_FDATASYNC(fd))
+    )
+    return synced
+
+
 def make_log(root: Path, **kw: object) -> DecisionLog:
     return DecisionLog(root, stream="gw-w0", labels={"app": "pgwarden"}, **kw)  # type: ignore[arg-type]
 
@@ -313,9 +325,7 @@ def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
 def test_fsync_interval_is_left_to_the_background_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[int] = []
-    real = os.fdatasync
-    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    synced = count_syncs(monkeypatch)
     log = make_log(tmp_path, fsync="interval", fsync_interval=0.0)
     synced.clear()
     write_decisions(log, 2)
@@ -337,12 +347,11 @@ def test_flush_syncs_outside_the_lock(tmp_path: Path, monkeypatch: pytest.Monkey
     log.sync_in_background = True
     write_decisions(log, 1)
     in_sync, release = threading.Event(), threading.Event()
-    real = os.fdatasync
 
     def slow_sync(fd: int) -> None:
         in_sync.set()
         assert release.wait(10), "the test did not release the sync"
-        real(fd)
+        REAL_FDATASYNC(fd)
 
     monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", slow_sync)
     flusher = threading.Thread(target=log.flush)
@@ -356,7 +365,7 @@ def test_flush_syncs_outside_the_lock(tmp_path: Path, monkeypatch: pytest.Monkey
     writer.join()
     flusher.join()
     assert wrote_during_sync, "a record had to wait for the fsync"
-    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", real)
+    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", REAL_FDATASYNC)
     log.close()
     assert verify_directory(tmp_path).ok
 
@@ -365,7 +374,6 @@ def test_a_failed_flush_is_a_decision_log_error(tmp_path: Path, monkeypatch: pyt
     log = make_log(tmp_path, fsync="interval")
     log.sync_in_background = True
     write_decisions(log, 1)
-    real = os.fdatasync
 
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -373,8 +381,7 @@ def test_a_failed_flush_is_a_decision_log_error(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", failing)
     with pytest.raises(DecisionLogError, match=r"cannot fsync the decision log .*Input/output error"):
         log.flush()
-    synced: list[int] = []
-    monkeypatch.setattr("enforcer.audit.decision_log.os.fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    synced = count_syncs(monkeypatch)
     log.flush()
     assert len(synced) == 1  # still dirty: the next flush syncs what the failed one did not
     log.close()
