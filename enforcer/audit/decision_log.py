@@ -3,9 +3,9 @@
 Owns: the record shape (OPA's decision_id, timestamp, path, input, result,
 labels, metrics, plus what the enforcer did), storing it before the statement it
 describes is forwarded (in the stream's journal, :mod:`enforcer.audit.journal`;
-copied into the segment right after), recovering what a killed process left in
-the journal, the hash chain, segment rotation, retention anchors and the fsync
-policy.
+chained and copied into the segment right after), recovering what a killed process
+left in the journal, the hash chain, segment rotation, retention anchors and the
+fsync policy.
 Never: swallows a write failure (the caller refuses the statement, or forwards
 it with a loud error when configured to fail open); rewrites or deletes a record
 other than by retention of whole segments.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from enforcer.audit.journal import JOURNAL, Journal
+from enforcer.audit.journal import JOURNAL, Entry, Journal
 
 log = logging.getLogger("pgwarden.audit")
 
@@ -196,6 +196,17 @@ def read_tip(path: Path) -> ChainTip | None:
         return None
 
 
+def chain_line(body: bytes, stream: bytes, seq: int, prev: str) -> tuple[bytes, str]:
+    """The complete line of a record (``body``: its JSON object before the chain member, open)
+    as record ``seq`` of ``stream`` after the record whose hash is ``prev``, and its hash.
+    Deterministic, so that recovery rebuilds from the journal the line the copy would write."""
+    body += b',"chain":{"stream":"%s","seq":%d,"prev":"%s"}' % (stream, seq, prev.encode())
+    h = hashlib.sha256(body)
+    h.update(b"}")
+    digest = h.hexdigest()
+    return b'%s,"hash":"%s"}\n' % (body, digest.encode()), digest
+
+
 def chained_line(line: bytes) -> tuple[int, str, str, str] | None:
     """``(seq, prev, hash, event)`` of a whole record line whose hash matches its content, else None."""
     if not line.endswith(b"\n"):
@@ -211,24 +222,29 @@ def chained_line(line: bytes) -> tuple[int, str, str, str] | None:
         return None
 
 
-def continuation(
-    lines: Iterable[bytes], seq: int, digest: str
-) -> list[tuple[bytes, tuple[int, str, str, str]]]:
-    """The lines that continue a chain whose last record is ``seq``/``digest``, each with what
-    :func:`chained_line` found in it. Lines at or before ``seq`` are skipped (copied before
-    their writer ended); the run stops at the first line that is not whole or not the next."""
-    run: list[tuple[bytes, tuple[int, str, str, str]]] = []
-    for line in lines:
-        found = chained_line(line)
-        if found is None:
-            break
-        if found[0] <= seq and not run:
+def continuation(entries: Iterable[Entry], stream: str, seq: int, digest: str) -> list[bytes]:
+    """The lines that continue a chain whose last record is ``seq``/``digest``, chained from the
+    journal ``entries``. Entries at or before ``seq`` are skipped (copied before their writer
+    ended); the run stops at the first entry that is not the next or whose body is not the
+    start of a JSON object."""
+    run: list[bytes] = []
+    name = stream.encode()
+    for entry in entries:
+        if entry.seq <= seq and not run:
             continue
-        if found[0] != seq + 1 or found[1] != digest:
+        if entry.seq != seq + 1 or not _is_record_body(entry.body):
             break
-        run.append((line, found))
-        seq, digest = found[0], found[2]
+        line, digest = chain_line(entry.body, name, entry.seq, digest)
+        run.append(line)
+        seq = entry.seq
     return run
+
+
+def _is_record_body(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body + b"}"), dict)
+    except ValueError:
+        return False
 
 
 def _lock_stream(stream_dir: Path, busy: str) -> int:
@@ -250,22 +266,30 @@ def recover_journal(
     copied. Returns the new tip, how many records were recovered, and the journal to go on
     with (a fresh one when this one was kept aside).
 
-    Only lines whose hash matches and that continue the chain exactly are taken. If the
-    segment ends with a cut record (the copy was interrupted), its bytes must be the start
-    of the first recovered line; the cut is then completed by that line. Otherwise nothing
-    is touched and the journal is kept aside for the auditor."""
-    found = continuation(journal.pending(), tip.seq, tip.hash)
-    if not found:
+    Only entries that continue the chain exactly are taken, chained as the copy would have.
+    If the segment ends with a cut record (the copy was interrupted), its bytes must be the
+    start of the first recovered line; the cut is then completed by that line. Otherwise
+    nothing is touched and the journal is kept aside for the auditor, as is a journal in a
+    format this version does not read."""
+    if journal.foreign:
+        journal, aside = _keep_aside(stream_dir, journal)
+        log.error(
+            "the decision log journal is not in a format this version of pgwarden reads; it is kept in %s",
+            aside,
+            extra={"event": "decision_log_recovery_failed"},
+        )
         return tip, 0, journal
-    run = [line for line, _ in found]
-    seq, _, digest, event = found[-1][1]
+    run = continuation(journal.pending(), stream_dir.name, tip.seq, tip.hash)
+    if not run:
+        return tip, 0, journal
+    found = chained_line(run[-1])
+    assert found is not None  # chain_line made it
+    seq, _, digest, event = found
     with open(path, "r+b") as f:
         if tip.torn_bytes:
             f.seek(-tip.torn_bytes, os.SEEK_END)
             if not run[0].startswith(f.read()):
-                aside = stream_dir / f"{JOURNAL}.unrecovered-{int(time.time())}"
-                os.replace(journal.path, aside)
-                journal.close()
+                journal, aside = _keep_aside(stream_dir, journal)
                 log.error(
                     "the decision log segment %s ends with a cut record that is not in the journal; "
                     "%d journal record(s) were not recovered and are kept in %s",
@@ -274,7 +298,7 @@ def recover_journal(
                     aside,
                     extra={"event": "decision_log_recovery_failed"},
                 )
-                return tip, 0, Journal(stream_dir / JOURNAL)
+                return tip, 0, journal
             f.truncate(f.seek(-tip.torn_bytes, os.SEEK_END))
         f.seek(0, os.SEEK_END)
         f.write(b"".join(run))
@@ -287,6 +311,14 @@ def recover_journal(
         extra={"event": "decision_log_recovered"},
     )
     return ChainTip(seq, digest, event, 0), len(run), journal
+
+
+def _keep_aside(stream_dir: Path, journal: Journal) -> tuple[Journal, Path]:
+    """Move the journal aside for the auditor, untouched; a new, empty one replaces it."""
+    aside = stream_dir / f"{JOURNAL}.unrecovered-{int(time.time())}"
+    os.replace(journal.path, aside)
+    journal.close()
+    return Journal(stream_dir / JOURNAL), aside
 
 
 def recover_stream(stream_dir: Path) -> int:
@@ -355,7 +387,8 @@ class DecisionLog:
         #: fsync: interval is left to a thread calling :meth:`flush` (the gateway's), never done
         #: inline on the data path, where one fdatasync stalls every session for milliseconds.
         self.sync_in_background = False
-        #: Chained lines in the journal and not yet in the segment, in chain order.
+        #: Records in the journal and not yet chained into the segment, in order: the body of
+        #: record ``_seq + i + 1`` (:meth:`_copy` chains them).
         self._unwritten: list[bytes] = []
         self._unwritten_size = 0
         self._journal: Journal | None = None
@@ -370,6 +403,7 @@ class DecisionLog:
         if not stream:
             raise ValueError("a decision log on disk needs a stream name")
         self.stream_dir = directory / stream
+        self._stream_name = stream.encode()
         try:
             self.stream_dir.mkdir(parents=True, exist_ok=True)
             self._lock_fd = _lock_stream(
@@ -481,46 +515,49 @@ class DecisionLog:
             path.unlink()
 
     # ------------------------------------------------------------------ writing
-    def _chain(self, parts: list[bytes]) -> bytes:
-        """One complete record line: ``parts`` hold an open JSON object in pieces, closed with the
-        chain member and the hash (seq and prev advance; nothing is stored yet)."""
-        self._seq += 1
-        chain = f',"chain":{{"stream":"{self.stream}","seq":{self._seq},"prev":"{self._prev}"}}'.encode()
-        body = b"".join(parts) + chain
-        digest = hashlib.sha256(body + b"}").hexdigest()
-        self._prev = digest
-        return b'%s,"hash":"%s"}\n' % (body, digest.encode())
-
-    def _stage(self, line: bytes) -> None:
-        """Store a chained line in the journal (the record now survives this process) and queue
-        it for the segment. A line the journal cannot take is copied with those before it."""
+    def _stage(self, parts: list[bytes]) -> None:
+        """Store one record (its body, in pieces) in the journal: it now survives this process.
+        It is chained when it is copied into the segment. A record the journal cannot take is
+        copied with those before it."""
         journal = self._journal
         assert journal is not None
-        stored = journal.put(line)
-        if not stored:  # the ring is full of lines not yet copied: copy them, then try again
+        body = b"".join(parts)
+        seq = self._seq + len(self._unwritten) + 1
+        stored = journal.put(seq, body)
+        if not stored:  # the ring is full of records not yet copied: copy them, then try again
             self._copy()
-            stored = journal.put(line)
-        self._unwritten.append(line)
-        self._unwritten_size += len(line)
+            stored = journal.put(seq, body)
+        self._unwritten.append(body)
+        self._unwritten_size += len(body)
         if not stored:  # larger than the whole ring: straight to the segment, before returning
             self._copy()
 
     def _append(self, parts: list[bytes] | None) -> None:
-        """Chain one record (if given) and copy everything staged into the segment now."""
+        """Stage one record (if given) and copy everything staged into the segment now."""
         if parts is not None:
-            self._stage(self._chain(parts))
+            self._stage(parts)
         self._copy()
 
     def _copy(self) -> None:
-        """Write the staged lines to the segment, in one write(2)."""
+        """Chain the staged records and write them to the segment, in one write(2)."""
         assert self._fd is not None
         self._copy_scheduled = False
-        pieces = self._unwritten
-        if not pieces:
+        staged = self._unwritten
+        if not staged:
             return
-        expected = self._unwritten_size
         self._unwritten = []
         self._unwritten_size = 0
+        seq, prev, stream = self._seq, self._prev, self._stream_name
+        pieces = []
+        expected = 0
+        for body in staged:
+            seq += 1
+            line, prev = chain_line(body, stream, seq, prev)
+            pieces.append(line)
+            expected += len(line)
+        # The chain advances now: after a failed write nothing more is written (the records
+        # are in the journal, and the next start recovers them with the same sequence numbers).
+        self._seq, self._prev = seq, prev
         if len(pieces) > _MAX_IOVEC:
             pieces = [b"".join(pieces)]
         try:
@@ -557,7 +594,7 @@ class DecisionLog:
         self._write_parts([body_open.encode()])
 
     def _write_parts(self, parts: list[bytes]) -> None:
-        """Chain one record and store it in the journal; copied into the segment now, or (with
+        """Store one record in the journal; chained and copied into the segment now, or (with
         :attr:`copy_soon`) as soon as the caller is done forwarding."""
         if self.directory is None:
             self.memory.append(json.loads(b"".join(parts) + b"}"))
@@ -566,7 +603,7 @@ class DecisionLog:
             with self._lock:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
-                self._stage(self._chain(parts))
+                self._stage(parts)
                 self._copy_later()
         except OSError as exc:
             raise DecisionLogError(
@@ -615,7 +652,7 @@ class DecisionLog:
         )
 
     def write_serialised(self, decision_id: str, decided: bytes, input_pieces: Sequence[bytes]) -> None:
-        """Write one decision record from serialised pieces, hashed and written without joining them.
+        """Write one decision record from serialised pieces, stored in the journal without joining them.
 
         ``decided`` is the ``"result":…,"metrics":…,"enforcement":…,`` members (see
         :func:`decided_json`) and ``input_pieces`` the ``"input":…`` member; the gate keeps both
@@ -674,7 +711,7 @@ class DecisionLog:
                 if self._fd is None:
                     raise DecisionLogError(f"the decision log {self.stream_dir} is closed after an error")
                 for body in bodies:
-                    self._stage(self._chain([body]))
+                    self._stage([body])
                 if self._unwritten_size >= _DEFER_BYTES:
                     self._copy_and_rotate()
         except OSError as exc:

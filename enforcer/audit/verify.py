@@ -90,7 +90,7 @@ def _anchors(stream_dir: Path) -> dict[int, dict[str, Any]]:
 
 def journalled_after(stream_dir: Path, seq: int, digest: str) -> int:
     """How many records of the stream's journal continue the chain after ``seq``/``digest``."""
-    return len(continuation(read_pending(stream_dir / JOURNAL), seq, digest))
+    return len(continuation(read_pending(stream_dir / JOURNAL), stream_dir.name, seq, digest))
 
 
 def verify_stream(stream_dir: Path) -> StreamReport:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from enforcer.audit.decision_log import DecisionLog, recover_stream
-from enforcer.audit.journal import JOURNAL, Journal, read_pending
+from enforcer.audit.journal import JOURNAL, Entry, Journal, read_pending
 from enforcer.audit.verify import verify_directory
 
 STREAM = "gw-w0"
@@ -117,7 +117,7 @@ def test_audit_recover_leaves_a_running_gateway_alone(tmp_path: Path) -> None:
 def test_a_copy_cut_by_the_crash_is_completed_from_the_journal(tmp_path: Path) -> None:
     die_after(tmp_path, copied=2, stored=2)
     seg = tmp_path / STREAM / "000001.jsonl"
-    first_missing = read_pending(tmp_path / STREAM / JOURNAL)[0]
+    first_missing = read_pending(tmp_path / STREAM / JOURNAL)[0].body
     with open(seg, "ab") as f:  # the copy's write(2) got half-way
         f.write(first_missing[: len(first_missing) // 2])
     assert not verify_directory(tmp_path).ok
@@ -171,33 +171,91 @@ def test_a_record_larger_than_the_journal_is_written_directly(tmp_path: Path) ->
     assert verify_directory(tmp_path).ok
 
 
+def test_recovery_writes_the_lines_the_copy_would_have_written(tmp_path: Path) -> None:
+    """Records are chained when they are copied: recovery must chain them byte for byte alike."""
+    log = DecisionLog(tmp_path, stream=STREAM)
+    log.copy_soon = lambda: None
+    log.write(decision_id="d0", input_json="{}", result={}, enforcement={}, metrics={})
+    log.write_pending()
+    seg = tmp_path / STREAM / "000001.jsonl"
+    before = seg.read_bytes()
+    for i in range(1, 4):
+        log.write(
+            decision_id=f"d{i}",
+            input_json='{"statement":{"text":"SELECT 1"}}',
+            result={},
+            enforcement={},
+            metrics={},
+        )
+    journal = (tmp_path / STREAM / JOURNAL).read_bytes()  # what a process killed now would leave
+    log.write_pending()
+    copied = seg.read_bytes()
+    log.close()
+    seg.write_bytes(before)
+    (tmp_path / STREAM / JOURNAL).write_bytes(journal)
+    for p in (tmp_path / STREAM).glob("00000[2-9].jsonl"):
+        p.unlink()
+    assert recover_stream(tmp_path / STREAM) == 3
+    assert seg.read_bytes() == copied
+
+
+def test_an_entry_whose_crc_does_not_match_ends_what_is_read(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / JOURNAL, size=3 * 4096)
+    journal.reset()
+    for seq, body in enumerate((b'{"a":1', b'{"b":2', b'{"c":3'), start=1):
+        assert journal.put(seq, body)
+    assert journal.pending() == [Entry(1, b'{"a":1'), Entry(2, b'{"b":2'), Entry(3, b'{"c":3')]
+    # The second entry's body only partly reached the disk (a power loss during writeback).
+    second = 4096 + 16 + 6
+    journal._map[second + 16 : second + 18] = b"\0\0"
+    assert journal.pending() == [Entry(1, b'{"a":1')]
+    journal.close()
+
+
+def test_a_journal_in_another_format_is_kept_aside_not_reused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = DecisionLog(tmp_path, stream=STREAM)
+    log.close()
+    path = tmp_path / STREAM / JOURNAL
+    old = b"PGWJRNL1" + path.read_bytes()[8:]
+    path.write_bytes(old)
+    with caplog.at_level(logging.ERROR, logger="pgwarden.audit"):
+        log = DecisionLog(tmp_path, stream=STREAM)
+    log.close()
+    assert "is not in a format this version of pgwarden reads" in caplog.text
+    kept = list((tmp_path / STREAM).glob(f"{JOURNAL}.unrecovered-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == old
+
+
 def test_the_ring_wraps_and_takes_nothing_it_has_no_room_for(tmp_path: Path) -> None:
     journal = Journal(tmp_path / JOURNAL, size=3 * 4096)
     journal.reset()
-    lines = [bytes([65 + i]) * 1000 + b"\n" for i in range(20)]
+    bodies = [bytes([65 + i]) * 1001 for i in range(20)]
     taken = 0
-    while journal.put(lines[taken]):
+    while journal.put(taken + 1, bodies[taken]):
         taken += 1
-    assert taken == 8  # 8 KiB of room: 8 entries of 1,005 bytes and the zero after the last
-    assert journal.pending() == lines[:taken]
+    assert taken == 8  # 8 KiB of room: 8 entries of 1,017 bytes and the zero after the last
+    assert journal.pending() == [Entry(i + 1, bodies[i]) for i in range(taken)]
     journal.copied()
     assert journal.pending() == []
     more = 0
-    while journal.put(lines[taken + more]):
+    while journal.put(taken + more + 1, bodies[taken + more]):
         more += 1
-    assert more == 7  # at the start of the ring; the 152 bytes left at its end count as used
-    assert journal.pending() == lines[taken : taken + more]
+    assert more == 7  # at the start of the ring; the 56 bytes left at its end count as used
+    expected = [Entry(i + 1, bodies[i]) for i in range(taken, taken + more)]
+    assert journal.pending() == expected
     journal.close()
     reopened = Journal(tmp_path / JOURNAL)
-    assert reopened.capacity == 3 * 4096 and reopened.pending() == lines[taken : taken + more]
+    assert reopened.capacity == 3 * 4096 and reopened.pending() == expected
     reopened.close()
 
 
 def test_a_line_stored_half_way_is_not_read(tmp_path: Path) -> None:
     journal = Journal(tmp_path / JOURNAL, size=3 * 4096)
     journal.reset()
-    assert journal.put(b"first\n") and journal.put(b"second\n")
-    # A process killed inside put(): the line's bytes are there, its length not yet.
-    journal._map[journal._pos + 4 : journal._pos + 12] = b"partial\n"
-    assert journal.pending() == [b"first\n", b"second\n"]
+    assert journal.put(1, b"first") and journal.put(2, b"second")
+    # A process killed inside put(): the body's bytes are there, its length not yet.
+    journal._map[journal._pos + 16 : journal._pos + 23] = b"partial"
+    assert journal.pending() == [Entry(1, b"first"), Entry(2, b"second")]
     journal.close()
