@@ -705,7 +705,7 @@ class PolicyGate:
             decision_id=first_id,
             action=entry.decision.action,
             reasons=tuple(entry.decision.reasons),
-            masked=tuple(f"{m.get('column')}:{m.get('strategy')}" for m in masked),
+            masked=tuple(f"{m.get('column')}:{m.get('strategy')}" for m in masked) if masked else (),
         )
         if isinstance(message, Parse):
             state.statements[message.name] = _remembered(entry, verdict)

@@ -106,6 +106,9 @@ class StatementTracker:
         self._outcomes: list[Outcome] = []
         self._drain_timer: asyncio.TimerHandle | None = None
         self._drain_soon = False
+        #: The event loop, taken once: asyncio.get_running_loop() costs a getpid(2) call on
+        #: Python 3.11, and this runs twice per statement.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ what the relay reports
     # The relay reports in stream order and the reports wait in a queue. They are processed
@@ -134,9 +137,8 @@ class StatementTracker:
         if len(self._queue) >= _BATCH:
             self.drain()
         elif self._drain_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no event loop (a tool or a test driving the tracker): at once
+            loop = self._loop or self._running_loop()
+            if loop is None:  # no event loop (a tool or a test driving the tracker): at once
                 self.drain()
                 return
             self._drain_timer = loop.call_later(_DRAIN_DELAY, self.drain)
@@ -145,8 +147,19 @@ class StatementTracker:
         """Process the queued reports on the event loop's next turn: the relay calls this when it
         has forwarded the client's statements and the gateway waits for Postgres."""
         if self._queue and not self._drain_soon:
+            loop = self._loop or self._running_loop()
+            if loop is None:
+                self.drain()
+                return
             self._drain_soon = True
-            asyncio.get_running_loop().call_soon(self.drain)
+            loop.call_soon(self.drain)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return self._loop
 
     def drain(self) -> None:
         """Process every report still queued (outcome records, session events)."""
