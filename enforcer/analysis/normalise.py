@@ -28,8 +28,10 @@ import re
 
 import pglast.parser
 
-#: Digits erased: texts that may share a template share this key (the template then checks).
-_DIGITS = re.compile(r"[0-9]+")
+#: Digits erased: texts that may share a template share this key (the template then checks,
+#: by matching the whole text). Erased from the UTF-8 bytes: ``bytes.translate`` costs a fifth
+#: of a regular expression's ``sub``.
+_DIGITS = b"0123456789"
 _PLACEHOLDER = re.compile(r"\$([0-9]+)")
 #: A replaced span of the template text and of a matching text: a small decimal integer.
 _INTEGER = "([0-9]{1,9})"
@@ -46,14 +48,14 @@ class LiteralTemplates:
 
     def __init__(self, max_keys: int = _MAX_KEYS) -> None:
         self.max_keys = max_keys
-        self._by_key: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        self._by_key: dict[bytes, list[tuple[re.Pattern[str], str]]] = {}
         #: Texts answered by a template / by the parser (for tests and the bench).
         self.hits = 0
         self.parses = 0
 
     def normalise(self, text: str) -> str | None:
         """``pglast.parser.normalize(text)``, or None if the text does not parse."""
-        key = _DIGITS.sub("", text)
+        key = text.encode("utf-8", "surrogatepass").translate(None, _DIGITS)
         templates = self._by_key.get(key)
         if templates is not None:
             for pattern, normalised in templates:
@@ -70,7 +72,7 @@ class LiteralTemplates:
             self._learn(key, learnt, normalised)
         return normalised
 
-    def _learn(self, key: str, pattern: re.Pattern[str], normalised: str) -> None:
+    def _learn(self, key: bytes, pattern: re.Pattern[str], normalised: str) -> None:
         templates = self._by_key.get(key)
         if templates is None:
             if len(self._by_key) >= self.max_keys:

@@ -294,6 +294,21 @@ def test_decision_ids_are_random_version_4_uuids() -> None:
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
+def test_decision_ids_are_formatted_ahead_while_the_gateway_waits(tmp_path: Path) -> None:
+    """The copy after forwarding tops the batch up, so a statement never formats 256 ids."""
+    from enforcer.audit.decision_log import new_decision_id
+
+    log = DecisionLog(tmp_path, stream="s")
+    while len(new_decision_id._ready) >= new_decision_id._BATCH // 4:
+        new_decision_id()
+    before = len(new_decision_id._ready)
+    log.write_pending()
+    assert len(new_decision_id._ready) == before + new_decision_id._BATCH
+    log.write_pending()  # enough ready: nothing more is formatted
+    assert len(new_decision_id._ready) == before + new_decision_id._BATCH
+    log.close()
+
+
 def test_a_forked_worker_never_reuses_the_parents_batch_of_ids() -> None:
     from enforcer.audit.decision_log import new_decision_id
 
