@@ -297,16 +297,17 @@ class Relay:
         self.last_activity = self.loop.time()
         if self.busy_poll is not None:
             self.busy_poll.kick()
-        self.cframer.feed(data)
-        self._process_client_frames()
+        self._process_client_frames(data)
         if self.tracker is not None:
             self.tracker.drain_soon()  # while Postgres runs what was just forwarded
 
-    def _process_client_frames(self) -> None:
-        """Decide and forward every complete frame; forwards the received bytes as they are
-        when every frame passes unchanged (the common case), rebuilding only around refusals."""
+    def _process_client_frames(self, data: bytes | None = None) -> None:
+        """Decide and forward every complete frame (of what the framer holds, and ``data`` just
+        read); forwards the received bytes as they are when every frame passes unchanged (the
+        common case: the very bytes object read), rebuilding only around refusals."""
         try:
-            chunk, spans = self.cframer.take_all_complete()
+            framer = self.cframer
+            chunk, spans = framer.take_all_complete() if data is None else framer.feed_and_take(data)
         except MessageTooLarge as exc:
             limit = "the limit is listener.max_message_size on the gateway"
             self.fatal("08P01", f"{exc}; {limit}", "oversized message")
