@@ -64,7 +64,7 @@ class Verdict(NamedTuple):
 
     Immutable, as verdicts are shared (:data:`ALLOW`, cached decisions). A named tuple
     rather than a frozen dataclass: one is built for every statement on the data path, and
-    a frozen dataclass costs twice as long to build.
+    a frozen dataclass takes half as long again to build (1.2 µs against 0.8 µs).
     """
 
     refusal: ErrorResponse | None = None
