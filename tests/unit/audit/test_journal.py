@@ -49,6 +49,11 @@ def die_after(root: Path, copied: int, stored: int) -> None:
     assert proc.returncode == -9, proc.stderr
 
 
+def record(log: DecisionLog, decision_id: str, input_json: str = "{}") -> None:
+    """One decision record with empty members apart from its id and input."""
+    log.write(decision_id=decision_id, input_json=input_json, result={}, enforcement={}, metrics={})
+
+
 def decision_ids(root: Path, segment: int = 1) -> list[object]:
     return [r["decision_id"] for r in records(root, segment) if r["event"] == "decision"]
 
@@ -58,7 +63,7 @@ def test_records_reach_the_segment_after_the_journal(tmp_path: Path) -> None:
     asked: list[int] = []
     log.copy_soon = lambda: asked.append(1)
     for i in range(3):
-        log.write(decision_id=f"d{i}", input_json="{}", result={}, enforcement={}, metrics={})
+        record(log, f"d{i}")
     assert asked == [1]  # one copy asked for, however many records wait for it
     assert decision_ids(tmp_path) == []
     assert len(read_pending(tmp_path / STREAM / JOURNAL)) == 3
@@ -81,7 +86,7 @@ def test_a_killed_process_loses_no_record_it_stored(tmp_path: Path, caplog: pyte
     assert log.recovered == 4
     assert "recovered 4 decision log record(s) from the journal" in caplog.text
     assert decision_ids(tmp_path) == [f"d{i}" for i in range(7)]
-    log.write(decision_id="after", input_json="{}", result={}, enforcement={}, metrics={})
+    record(log, "after")
     log.close()
     header = records(tmp_path, 2)[0]
     assert header["previous"] == {"segment": 1, "closed": False, "torn_bytes": 0, "recovered": 4}
@@ -151,7 +156,7 @@ def test_a_cut_record_that_is_not_in_the_journal_is_left_for_the_auditor(
 def test_a_clean_close_leaves_nothing_to_recover(tmp_path: Path) -> None:
     log = DecisionLog(tmp_path, stream=STREAM)
     log.copy_soon = lambda: None
-    log.write(decision_id="d0", input_json="{}", result={}, enforcement={}, metrics={})
+    record(log, "d0")
     log.close()  # copies what the loop had not yet
     assert read_pending(tmp_path / STREAM / JOURNAL) == []
     log = DecisionLog(tmp_path, stream=STREAM)
@@ -163,9 +168,9 @@ def test_a_clean_close_leaves_nothing_to_recover(tmp_path: Path) -> None:
 def test_a_record_larger_than_the_journal_is_written_directly(tmp_path: Path) -> None:
     log = DecisionLog(tmp_path, stream=STREAM)
     log.copy_soon = lambda: None
-    log.write(decision_id="small", input_json="{}", result={}, enforcement={}, metrics={})
+    record(log, "small")
     big = json.dumps({"statement": {"text": "SELECT '" + "x" * (5 << 20) + "'"}})
-    log.write(decision_id="big", input_json=big, result={}, enforcement={}, metrics={})
+    record(log, "big", big)
     assert decision_ids(tmp_path) == ["small", "big"]  # in order, before write() returned
     log.close()
     assert verify_directory(tmp_path).ok
@@ -175,18 +180,12 @@ def test_recovery_writes_the_lines_the_copy_would_have_written(tmp_path: Path) -
     """Records are chained when they are copied: recovery must chain them byte for byte alike."""
     log = DecisionLog(tmp_path, stream=STREAM)
     log.copy_soon = lambda: None
-    log.write(decision_id="d0", input_json="{}", result={}, enforcement={}, metrics={})
+    record(log, "d0")
     log.write_pending()
     seg = tmp_path / STREAM / "000001.jsonl"
     before = seg.read_bytes()
     for i in range(1, 4):
-        log.write(
-            decision_id=f"d{i}",
-            input_json='{"statement":{"text":"SELECT 1"}}',
-            result={},
-            enforcement={},
-            metrics={},
-        )
+        record(log, f"d{i}", '{"statement":{"text":"SELECT 1"}}')
     journal = (tmp_path / STREAM / JOURNAL).read_bytes()  # what a process killed now would leave
     log.write_pending()
     copied = seg.read_bytes()
